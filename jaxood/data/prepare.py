@@ -1,0 +1,91 @@
+"""The idempotent prepare step for jaxood's offline tfds datasets.
+
+Each dataset is built in a temporary directory next to its destination and moved in
+place only when complete, so a failed or interrupted prepare leaves nothing
+half-written behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from jaxood.data import sources
+from jaxood.data.builders import OFFLINE_BUILDERS
+from jaxood.data.errors import UnknownDatasetError
+
+
+def default_data_dir() -> Path:
+    """``$JAXOOD_DATA_DIR`` if set, else ``~/.cache/jaxood/datasets``."""
+    env = os.environ.get("JAXOOD_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "jaxood" / "datasets"
+
+
+def _version_dir(name: str, data_dir: Path) -> Path:
+    return data_dir / name / str(OFFLINE_BUILDERS[name].VERSION)
+
+
+def is_prepared(name: str, data_dir: Path) -> bool:
+    """Whether ``name`` has a complete prepared copy under ``data_dir``."""
+    return (_version_dir(name, data_dir) / "dataset_info.json").is_file()
+
+
+def prepare(
+    names: Iterable[str] | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    allow_apt: bool = True,
+) -> list[str]:
+    """Prepares offline datasets as tfds array_record directories.
+
+    Args:
+        names: subset of the offline names; default all of them.
+        data_dir: tfds data directory (default :func:`default_data_dir`).
+        allow_apt: let Fashion-MNIST be fetched with ``apt-get download`` when
+            Debian's ``dataset-fashion-mnist`` is not installed.
+
+    Returns:
+        The names that were built now (already prepared ones are skipped).
+
+    Raises:
+        UnknownDatasetError: a name is not an offline dataset.
+        SourceMissingError: a source package is missing; the message gives the
+            apt/pip command that installs it.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    names = list(OFFLINE_BUILDERS) if names is None else list(names)
+    unknown = [n for n in names if n not in OFFLINE_BUILDERS]
+    if unknown:
+        raise UnknownDatasetError(
+            f"No offline builder for {unknown}. Offline datasets: "
+            f"{', '.join(OFFLINE_BUILDERS)}."
+        )
+    built = []
+    for name in names:
+        if is_prepared(name, data_dir):
+            continue
+        download_config = None
+        if name == "fashion_mnist":
+            source = sources.fashion_mnist_dir(
+                data_dir / "sources", allow_apt=allow_apt
+            )
+            download_config = tfds.download.DownloadConfig(manual_dir=str(source))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".prepare-{name}-", dir=data_dir))
+        try:
+            builder = OFFLINE_BUILDERS[name](
+                data_dir=str(staging), file_format="array_record"
+            )
+            builder.download_and_prepare(download_config=download_config)
+            final = _version_dir(name, data_dir)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name / str(builder.VERSION), final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        built.append(name)
+    return built
