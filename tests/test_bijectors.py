@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import perturb
 
 from jaxood.flows import ActNorm, Coupling, InvertibleConv1x1, Squeeze
 
@@ -36,15 +37,7 @@ IDS = [f"{name}-{'x'.join(map(str, shape))}" for shape, name, _ in CASES]
 
 def _params_and_input(bijector, shape, key):
     k_init, k_noise, k_x = jax.random.split(key, 3)
-    params = bijector.init(k_init, shape)
-    # Move every parameter off its (often trivial) initial value.
-    leaves, tree = jax.tree.flatten(params)
-    noise_keys = jax.random.split(k_noise, max(len(leaves), 1))
-    leaves = [
-        leaf + 0.1 * jax.random.normal(k, leaf.shape)
-        for leaf, k in zip(leaves, noise_keys, strict=False)
-    ]
-    params = jax.tree.unflatten(tree, leaves)
+    params = perturb(bijector.init(k_init, shape), k_noise, 0.1)
     # Scale 1.5 puts some spline inputs in the linear tails beyond +-3.
     x = 1.5 * jax.random.normal(k_x, (2, *shape))
     return params, x

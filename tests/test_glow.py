@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import perturb
 
 from jaxood import data, flows
 from jaxood.flows.priors import standard_normal_log_prob
@@ -32,10 +33,7 @@ def trained_like(request, key):
     model = flows.Glow(flows.GlowConfig(**SMALL, **request.param))
     x = _batch(key)
     params = flows.init(model, jax.random.key(1), x)
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(2), len(leaves))
-    leaves = [a + 0.01 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
-    return model, jax.tree.unflatten(tree, leaves), x
+    return model, perturb(params, jax.random.key(2), 0.01), x
 
 
 def test_per_scale_terms_sum_to_total(trained_like):

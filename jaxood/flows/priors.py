@@ -35,7 +35,7 @@ def standard_normal_log_prob(u: Array) -> Array:
     return jnp.sum(-0.5 * u * u - _HALF_LOG_2PI, axis=tuple(range(1, u.ndim)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zero_conv_graphdef(in_channels: int, out_channels: int):
     abstract = nnx.eval_shape(
         lambda: ZeroConv2d(in_channels, out_channels, rngs=nnx.Rngs(0))

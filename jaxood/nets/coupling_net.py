@@ -51,7 +51,7 @@ class CouplingNet(nnx.Module):
         self.norm_mid.initialize_from(h)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def coupling_net_graphdef(in_channels: int, hidden: int, out_channels: int):
     """The (hashable) NNX graph definition shared by every net of this shape."""
     abstract = nnx.eval_shape(
