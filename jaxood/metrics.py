@@ -116,6 +116,27 @@ def aupr_in(scores_in, scores_out, *, nonfinite: NonFinite = "raise") -> float:
     return _average_precision(y, s)
 
 
+def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct threshold, highest first, starting at (0, 0)."""
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
+    true_pos = np.cumsum(y)[last_of_tie]
+    false_pos = (last_of_tie + 1) - true_pos
+    return (
+        np.r_[0.0, false_pos / false_pos[-1]],
+        np.r_[0.0, true_pos / true_pos[-1]],
+    )
+
+
+def roc_curve(
+    scores_in, scores_out, *, positive: Positive = "ood", nonfinite: NonFinite = "raise"
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC curve points ``(fpr, tpr)`` (as sklearn's ``drop_intermediate=False``)."""
+    y, s = _labelled(scores_in, scores_out, positive, nonfinite)
+    return _roc_points(y, s)
+
+
 def fpr_at_tpr(
     scores_in,
     scores_out,
@@ -134,14 +155,7 @@ def fpr_at_tpr(
     """
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}.")
-    y, s = _labelled(scores_in, scores_out, positive, nonfinite)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    true_pos = np.cumsum(y)[last_of_tie]
-    false_pos = (last_of_tie + 1) - true_pos
-    tprs = true_pos / true_pos[-1]
-    fprs = false_pos / false_pos[-1]
+    fprs, tprs = roc_curve(scores_in, scores_out, positive=positive, nonfinite=nonfinite)
     return float(fprs[np.argmax(tprs >= tpr)])
 
 

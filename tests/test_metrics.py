@@ -123,3 +123,13 @@ def test_summary_keys_and_bootstrap_interval():
         functools.partial(metrics.fpr_at_tpr, tpr=0.8), s_in, s_out, seed=1
     )
     assert again == (low, high)
+
+
+def test_roc_curve_matches_sklearn():
+    rng = np.random.default_rng(5)
+    s_in, s_out = rng.integers(0, 5, 40).astype(float), rng.integers(1, 6, 30).astype(float)
+    fpr, tpr = metrics.roc_curve(s_in, s_out)
+    y, s = _sklearn(s_in, s_out)
+    sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)

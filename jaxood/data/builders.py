@@ -160,6 +160,28 @@ class Digits(_SplitArrayBuilder, skip_registration=True):
     READ = staticmethod(sources.read_digits)
 
 
+class GeneralPhotos(_SplitArrayBuilder, skip_registration=True):
+    """60,000 grey 28x28 crops of the photos bundled with scikit-image/-learn."""
+
+    name = "general_photos"
+    NUM_CLASSES = (
+        len(sources.GENERAL_PHOTOS["skimage"])
+        + len(sources.GENERAL_PHOTOS["sklearn"])
+        + 1
+    )
+    DESCRIPTION = (
+        "An offline 'general' natural-image set for likelihood ratios: 60,000 random "
+        "grey square crops (sides 24-192 px, random horizontal flip, bilinear resize "
+        "to 28x28) of 17 photographs bundled with scikit-image 0.26.0 and "
+        "scikit-learn 1.9.1 plus scikit-image's 200 LFW faces; label = source photo. "
+        "Split 80/20 by source with seed 20261123. See "
+        "jaxood.data.sources.read_general_photos."
+    )
+    HOMEPAGE = "https://scikit-image.org/docs/stable/api/skimage.data.html"
+    READ = staticmethod(sources.read_general_photos)
+
+
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
-    cls.name: cls for cls in (FashionMnistOffline, Mnist5k, AnimalMnist, Digits)
+    cls.name: cls
+    for cls in (FashionMnistOffline, Mnist5k, AnimalMnist, Digits, GeneralPhotos)
 }

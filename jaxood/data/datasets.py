@@ -98,7 +98,9 @@ def _data_source(name: str, tfds_split: str, data_dir: Path):
 def _read(name: str, tfds_split: str, data_dir: Path) -> dict[str, np.ndarray]:
     source = _data_source(name, tfds_split, data_dir)
     images, labels = [], []
-    for example in tqdm(source, desc=f"decode {name}/{tfds_split}", leave=False):
+    for example in tqdm(
+        source, desc=f"decode {name}/{tfds_split}", leave=False, disable=None
+    ):
         images.append(example["image"])
         labels.append(example.get("label", -1))
     if not images:

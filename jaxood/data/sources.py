@@ -266,3 +266,88 @@ def stratified_split(
         test.append(members[:n_test])
         train.append(members[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+# Photographs shipped inside the scikit-image and scikit-learn wheels. Excluded on
+# purpose: text.png and page.png (printed characters, close to digits), horse.png (a
+# silhouette, close to Animal-MNIST), chessboard/color/logo/phantom (synthetic
+# charts), clock_motion (blurred copy), motorcycle_right (a near-duplicate).
+GENERAL_PHOTOS = {
+    "skimage": [
+        "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png",
+        "coffee.png", "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg",
+        "ihc.png", "moon.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg",
+    ],
+    "sklearn": ["china.jpg", "flower.jpg"],
+}  # fmt: skip
+GENERAL_CROP_SIZES = (24, 32, 48, 64, 96, 128, 192)
+GENERAL_NUM_IMAGES = 60_000
+GENERAL_SEED = 20261123
+# ITU-R 601 luma, as used for Schirrmeister et al.'s grey Tiny Images set.
+LUMA = (0.2989, 0.5870, 0.1140)
+
+
+def _grey_photo(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("RGB"), np.float64)
+    return np.clip(np.round(image @ np.asarray(LUMA)), 0, 255).astype(np.uint8)
+
+
+def general_photo_paths() -> list[Path]:
+    """The photographs behind ``general_photos`` (scikit-image, scikit-learn)."""
+    roots = {
+        "skimage": ("skimage", "data", "`pip install scikit-image==0.26.0`"),
+        "sklearn": ("sklearn", "datasets/images", "`pip install scikit-learn==1.9.1`"),
+    }
+    paths = []
+    for package, names in GENERAL_PHOTOS.items():
+        module, folder, fix = roots[package]
+        paths += [_package_file(module, f"{folder}/{name}", fix) for name in names]
+    return paths
+
+
+def read_general_photos(
+    num: int = GENERAL_NUM_IMAGES, seed: int = GENERAL_SEED, size: int = 28
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random grey crops of bundled photographs: an offline "general" image set.
+
+    Stands in for 80 Million Tiny Images (withdrawn) as the general distribution of
+    Schirrmeister et al.'s likelihood ratio. Each image: a photo chosen uniformly
+    among the 17 of :data:`GENERAL_PHOTOS` and the 200 LFW faces of scikit-image
+    (together as an 18th source), a square crop with side drawn from
+    :data:`GENERAL_CROP_SIZES` (capped by the photo), a random horizontal flip, then
+    a bilinear resize to ``size`` x ``size``. Contains no digits, clothes,
+    silhouettes or any other OOD test set of jaxood's experiments.
+
+    Returns:
+        ``(images (num, size, size) uint8, labels (num,))``, the label being the
+        source photo index (17 = LFW faces).
+    """
+    from PIL import Image
+
+    photos = [_grey_photo(p) for p in general_photo_paths()]
+    faces_path = _package_file(
+        "skimage", "data/lfw_subset.npy", "`pip install scikit-image==0.26.0`"
+    )
+    faces = np.load(faces_path)
+    faces = np.clip(np.round(faces * 255.0), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    sources_idx = rng.integers(0, len(photos) + 1, size=num)
+    images = np.empty((num, size, size), np.uint8)
+    for i, source in enumerate(sources_idx):
+        if source == len(photos):
+            crop = faces[rng.integers(len(faces))]
+        else:
+            photo = photos[source]
+            side = min(int(rng.choice(GENERAL_CROP_SIZES)), *photo.shape)
+            top = rng.integers(0, photo.shape[0] - side + 1)
+            left = rng.integers(0, photo.shape[1] - side + 1)
+            crop = photo[top : top + side, left : left + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        resized = Image.fromarray(np.ascontiguousarray(crop)).resize(
+            (size, size), Image.BILINEAR
+        )
+        images[i] = np.asarray(resized)
+    return images, sources_idx.astype(np.int64)

@@ -1,0 +1,323 @@
+"""Train, score and summarise the flow experiments (Schirrmeister et al. 2020 setting).
+
+Stages, each a sub-directory of the run directory with its own ``config.json``,
+``metrics.jsonl``, checkpoints and ``final_params``:
+
+1. ``general``: a Glow trained from scratch on the general image set.
+2. ``id``: fine-tuned from the general model on the in-distribution training set
+   (ActNorms keep their values, as in the reference code).
+3. ``id_outlier``: the same fine-tuning plus the outlier loss against the frozen
+   general model.
+
+A finished stage is never redone; an interrupted one resumes from its latest
+checkpoint; a stage whose configuration matches a shipped checkpoint
+(``config.checkpoints``) restores it instead of training.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxood import checkpoint, data, detectors, flows, metrics, train
+from jaxood.data import builders, sources
+from jaxood.flows.losses import nll_loss, outlier_loss
+from jaxood.flows.scoring import log_prob_images
+
+STAGES = ("general", "id", "id_outlier")
+DETECTORS = {
+    "likelihood": "−log p(x) of the ID model",
+    "final_scale": "−lp₂(x): final (4×4) scale of the ID model",
+    "llr": "log p_general(x) − log p_ID(x)",
+    "llr_outlier": "log p_general(x) − log p_ID+outlier(x)",
+}
+
+
+def build_model(config: ml_collections.ConfigDict) -> flows.Glow:
+    size = config.data.image_size
+    return flows.Glow(flows.GlowConfig(image_shape=(size, size, 1), **config.model))
+
+
+def _prepare_images(images: np.ndarray, size: int) -> np.ndarray:
+    return images if images.shape[1] == size else data.resize(images, size)
+
+
+def _subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(images) <= limit:
+        return images
+    index = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+    return images[index]
+
+
+def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+    """uint8 images at the model size: training/validation/test and every OOD set."""
+    size, seed = config.data.image_size, config.seed
+    images, labels = data.load(config.data.id_dataset, "train", with_labels=True)
+    train_idx, val_idx = sources.stratified_split(
+        labels, config.data.val_size / len(labels), seed
+    )
+    sets = {
+        "id_train": images[train_idx],
+        "id_val": images[val_idx],
+        "id_test": _subset(
+            data.load(config.data.id_dataset, "test"), config.data.max_eval, seed
+        ),
+        "general_train": data.load(config.data.general_dataset, "train"),
+        "general_val": _subset(
+            data.load(config.data.general_dataset, "test"), config.data.val_size, seed
+        ),
+    }
+    for entry in config.data.ood:
+        name, split = entry.split(":")
+        sets[f"ood/{name}"] = _subset(
+            data.load(name, split), config.data.max_eval, seed
+        )
+    return {k: _prepare_images(v, size) for k, v in sets.items()}
+
+
+def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
+    """What determines a stage's trained params (compared with shipped ones)."""
+    return {
+        "stage": stage,
+        "seed": config.seed,
+        "data": {
+            k: config.data[k]
+            for k in ("id_dataset", "general_dataset", "image_size", "val_size")
+        },
+        "model": config.model.to_dict(),
+        "train": config.train.to_dict(),
+        "stages": config.stages.to_dict(),
+    }
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def _shipped(config, stage: str) -> Path | None:
+    if not config.checkpoints:
+        return None
+    folder = Path(config.checkpoints) / stage
+    info = folder / "config.json"
+    if not info.is_file():
+        return None
+    if json.loads(info.read_text()) != json.loads(
+        json.dumps(_fingerprint(config, stage))
+    ):
+        print(f"[{stage}] {folder} holds another configuration: training instead.")
+        return None
+    return folder
+
+
+def _val_fn(model, images):
+    def evaluate(params):
+        total = log_prob_images(model, params, images, desc="validation")["total"]
+        nll = float(-np.mean(total))
+        return {
+            "val_loss": nll,
+            "val_bpd": float(data.bits_per_dim(nll, model.config.num_dims)),
+        }
+
+    return evaluate
+
+
+def _train_seconds(stage_dir: Path) -> float:
+    path = stage_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0.0
+    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    total, previous = 0.0, 0
+    for r in records:
+        total += r["seconds_per_step"] * (r["step"] - previous)
+        previous = r["step"]
+    return total
+
+
+def train_stage(
+    config,
+    workdir: Path,
+    stage: str,
+    model,
+    sets,
+    init_params,
+    loss_fn,
+    batch_fn,
+    steps,
+):
+    """Trains (or resumes, or restores) one stage; returns its final params."""
+    stage_dir = workdir / stage
+    final = stage_dir / "final_params"
+    template = init_params
+    if final.is_dir():
+        return checkpoint.load_params(final, template)
+    shipped = _shipped(config, stage)
+    if shipped is not None:
+        print(f"[{stage}] restoring the shipped checkpoint {shipped}")
+        params = checkpoint.load_params(shipped / "params", template)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shipped / "summary.json", stage_dir / "summary.json")
+        checkpoint.save_params(final, params)
+        return params
+    _write_json(stage_dir / "config.json", _fingerprint(config, stage))
+    tc = config.train
+    optimizer = train.make_optimizer(
+        tc.learning_rate,
+        optimizer=tc.optimizer,
+        warmup_steps=tc.warmup_steps,
+        clip_norm=tc.clip_norm,
+        weight_decay=tc.weight_decay,
+    )
+    val_images = sets["general_val" if stage == "general" else "id_val"][
+        : tc.eval_images
+    ]
+    state = train.fit(
+        workdir=stage_dir,
+        state=train.init_state(init_params, optimizer),
+        train_step=train.make_train_step(loss_fn, optimizer),
+        batch_fn=batch_fn,
+        num_steps=steps,
+        key=jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage)),
+        eval_fn=_val_fn(model, val_images),
+        eval_every=tc.eval_every,
+        log_every=tc.log_every,
+        checkpoint_every=tc.checkpoint_every,
+        progress_metric=lambda r: {k: r[k] for k in ("bpd", "val_bpd") if k in r},
+        description=stage,
+    )
+    checkpoints = checkpoint.RunCheckpoints(stage_dir / "checkpoints")
+    try:
+        best = checkpoints.restore_best(state)
+        params = jax.tree.map(jnp.asarray, train.TrainState(*best).params)
+        best_step = checkpoints.best.best_step()
+    finally:
+        checkpoints.close()
+    summary = {
+        "steps": steps,
+        "best_step": best_step,
+        "num_skipped": int(state.num_skipped),
+        "train_seconds": _train_seconds(stage_dir),
+        **_val_fn(model, val_images)(params),
+    }
+    _write_json(stage_dir / "summary.json", summary)
+    checkpoint.save_params(final, params)
+    return params
+
+
+def train_all(config, workdir: Path, sets) -> dict:
+    """Runs the three stages in order; returns their params."""
+    model = build_model(config)
+    tc, sc = config.train, config.stages
+    general_images = sets["general_train"]
+    id_images = sets["id_train"]
+
+    def batches(images, seed):
+        return lambda step: images[
+            train.epoch_batch_indices(len(images), tc.batch_size, step, seed)
+        ]
+
+    init_images = data.dequantize(
+        jax.random.key(config.seed), general_images[: tc.init_images]
+    )
+    params = {}
+    params["general"] = train_stage(
+        config, workdir, "general", model, sets,
+        flows.init(model, jax.random.key(config.seed), init_images),
+        nll_loss(model), batches(general_images, config.seed), sc.general_steps,
+    )  # fmt: skip
+    params["id"] = train_stage(
+        config, workdir, "id", model, sets, params["general"],
+        nll_loss(model), batches(id_images, config.seed + 1), sc.id_steps,
+    )  # fmt: skip
+    inliers = batches(id_images, config.seed + 2)
+    outliers = batches(general_images, config.seed + 3)
+    params["id_outlier"] = train_stage(
+        config, workdir, "id_outlier", model, sets, params["general"],
+        outlier_loss(model, params["general"], weight=sc.outlier_weight,
+                     temperature=sc.outlier_temperature),
+        lambda step: (inliers(step), outliers(step)), sc.outlier_steps,
+    )  # fmt: skip
+    return params
+
+
+def score_all(config, workdir: Path, sets, params) -> dict:
+    """Scores every evaluation set with every detector; writes scores.npz and
+    results.json; returns the results."""
+    model = build_model(config)
+    eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]
+    log_probs = {
+        stage: {
+            name: log_prob_images(
+                model, params[stage], sets[name], desc=f"{stage} {name}"
+            )
+            for name in eval_sets
+        }
+        for stage in STAGES
+    }
+    scores = {}
+    for name in eval_sets:
+        lp_id, lp_gen, lp_out = (log_probs[s][name] for s in STAGES)
+        scores[name] = {
+            "likelihood": np.asarray(detectors.negative_log_likelihood(lp_id["total"])),
+            "final_scale": np.asarray(detectors.final_scale(lp_id["per_scale"])),
+            "llr": np.asarray(
+                detectors.likelihood_ratio(lp_id["total"], lp_gen["total"])
+            ),
+            "llr_outlier": np.asarray(
+                detectors.likelihood_ratio(lp_out["total"], lp_gen["total"])
+            ),
+        }
+    arrays = {f"{n}/{d}": v for n, s in scores.items() for d, v in s.items()}
+    arrays.update(
+        {
+            f"{n}/log_p_{st}": log_probs[st][n]["total"]
+            for st in STAGES
+            for n in eval_sets
+        }
+    )
+    arrays.update(
+        {f"{n}/per_scale_id": log_probs["id"][n]["per_scale"] for n in eval_sets}
+    )
+    np.savez_compressed(workdir / "scores.npz", **arrays)
+
+    num_dims = model.config.num_dims
+    results = {
+        "name": config.name,
+        "command": config.command,
+        "config": config.to_dict(),
+        "general_data": "general_photos: " + builders.GeneralPhotos.DESCRIPTION,
+        "bpd": {
+            stage: {
+                name: float(
+                    np.mean(
+                        data.bits_per_dim(-log_probs[stage][name]["total"], num_dims)
+                    )
+                )
+                for name in eval_sets
+            }
+            for stage in STAGES
+        },
+        "training": {
+            stage: json.loads((workdir / stage / "summary.json").read_text())
+            for stage in STAGES
+        },
+        "metrics": {},
+    }
+    for detector in DETECTORS:
+        results["metrics"][detector] = {
+            name.removeprefix("ood/"): metrics.summary(
+                scores["id_test"][detector], scores[name][detector],
+                nonfinite="most_anomalous", ci_resamples=200, seed=config.seed,
+            )
+            for name in eval_sets if name != "id_test"
+        }  # fmt: skip
+    _write_json(workdir / "results.json", results)
+    return results

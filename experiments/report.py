@@ -1,0 +1,124 @@
+"""Run report: the OOD table, ROC curves, score histograms, samples, training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from jaxood import metrics
+
+COLUMNS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+def ood_table(results: dict, descriptions: dict[str, str]) -> str:
+    """Markdown table: one row per (detector, OOD set)."""
+    n_in = next(iter(next(iter(results["metrics"].values())).values()))["n_in"]
+    lines = [
+        f"ID test images: {n_in}. OOD positive; AUROC with 95 % bootstrap interval; "
+        "FPR95 = fraction of ID flagged at 95 % TPR.",
+        "",
+        "| detector | OOD set | n | AUROC | AUPR-In | AUPR-Out | FPR95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for detector, per_set in results["metrics"].items():
+        for ood, m in per_set.items():
+            ci = (
+                f" [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
+                if "auroc_ci_low" in m
+                else ""
+            )
+            flag = f" ({m['n_nonfinite']} non-finite)" if m["n_nonfinite"] else ""
+            lines.append(
+                f"| {detector} | {ood} | {m['n_out']} | {m['auroc']:.3f}{ci}{flag} | "
+                f"{m['aupr_in']:.3f} | {m['aupr_out']:.3f} | {m['fpr95']:.3f} |"
+            )
+    lines += ["", *[f"- `{k}`: {v}" for k, v in descriptions.items()]]
+    return "\n".join(lines)
+
+
+def plot_roc(
+    scores: dict, detectors: list[str], ood_sets: list[str], path: Path
+) -> None:
+    fig, axes = plt.subplots(
+        1, len(detectors), figsize=(4 * len(detectors), 4), squeeze=False
+    )
+    for ax, detector in zip(axes[0], detectors, strict=True):
+        s_in = scores[f"id_test/{detector}"]
+        for ood in ood_sets:
+            s_out = scores[f"ood/{ood}/{detector}"]
+            fpr, tpr = metrics.roc_curve(s_in, s_out, nonfinite="most_anomalous")
+            auc = metrics.auroc(s_in, s_out, nonfinite="most_anomalous")
+            ax.plot(fpr, tpr, label=f"{ood} ({auc:.2f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(title=detector, xlabel="FPR (ID flagged)", ylabel="TPR (OOD caught)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_histograms(
+    scores: dict, detectors: list[str], ood_sets: list[str], path: Path
+) -> None:
+    fig, axes = plt.subplots(
+        1, len(detectors), figsize=(4 * len(detectors), 3.5), squeeze=False
+    )
+    for ax, detector in zip(axes[0], detectors, strict=True):
+        groups = {"ID test": scores[f"id_test/{detector}"]}
+        groups.update({o: scores[f"ood/{o}/{detector}"] for o in ood_sets})
+        finite = np.concatenate([g[np.isfinite(g)] for g in groups.values()])
+        low, high = np.percentile(finite, [0.5, 99.5])
+        bins = np.linspace(low, high, 60)
+        for label, values in groups.items():
+            ax.hist(
+                np.clip(values, low, high),
+                bins=bins,
+                histtype="step",
+                density=True,
+                label=label,
+            )
+        ax.set(title=detector, xlabel="anomaly score (higher = OOD)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_image_grid(
+    images: np.ndarray, path: Path, title: str, columns: int = 8
+) -> None:
+    n = len(images) - len(images) % columns or len(images)
+    rows = max(n // columns, 1)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4))
+    for ax, image in zip(np.ravel(axes), images[: rows * columns], strict=False):
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for stage in stages:
+        file = run_dir / stage / "metrics.jsonl"
+        if not file.exists():
+            continue
+        records = [json.loads(x) for x in file.read_text().splitlines() if x.strip()]
+        steps = [r["step"] for r in records]
+        ax.plot(steps, [r["bpd"] for r in records], label=f"{stage} train")
+        val = [(r["step"], r["val_bpd"]) for r in records if "val_bpd" in r]
+        if val:
+            ax.plot(*zip(*val, strict=True), "o--", label=f"{stage} validation")
+    ax.set(xlabel="step", ylabel="bits/dim")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
