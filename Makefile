@@ -8,7 +8,7 @@ export JAXOOD_DATA_DIR ?= $(CURDIR)/data
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test lint format data reproduce bench clean
+.PHONY: run test lint format data reproduce tables ship bench clean
 
 # (Re)install whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt pyproject.toml
@@ -22,8 +22,10 @@ $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt pyproject.
 data: $(STAMP)
 	$(PY) -m jaxood.data prepare
 
+RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmnist
+
 run: data
-	$(PY) -m jaxood.data summary
+	$(PY) -m experiments.main $(RUN_FLAGS) --mode all
 
 test: data
 	$(PY) -m pytest -q
@@ -36,11 +38,28 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Trains every stage from scratch (ignoring shipped checkpoints) unless its run
+# directory already finished it; then regenerates the tables of the READMEs.
 reproduce: data
-	@echo "make reproduce: filled by later work (issue: full reproduction report)."
+	$(PY) -m experiments.main $(RUN_FLAGS) --config.checkpoints= --mode all
+	$(PY) -m experiments.tables
 
-bench: data
-	@echo "make bench: filled by later work (issues: flows, LID)."
+# Regenerate experiments/README.md and the README results block from runs/.
+tables: $(STAMP)
+	$(PY) -m experiments.tables
+
+# Copy the trained stages of runs/glow_fmnist into the checkpoints make run restores.
+ship: $(STAMP)
+	$(PY) -m experiments.ship --run runs/glow_fmnist --to experiments/checkpoints/glow_fmnist
+
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: benchmarks/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r benchmarks/requirements.txt
+	@touch $@
+
+bench: data $(BENCH_VENV)/.installed
+	$(PY) -m benchmarks.flow_throughput --torch-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) runs

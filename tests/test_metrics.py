@@ -127,7 +127,10 @@ def test_summary_keys_and_bootstrap_interval():
 
 def test_roc_curve_matches_sklearn():
     rng = np.random.default_rng(5)
-    s_in, s_out = rng.integers(0, 5, 40).astype(float), rng.integers(1, 6, 30).astype(float)
+    s_in, s_out = (
+        rng.integers(0, 5, 40).astype(float),
+        rng.integers(1, 6, 30).astype(float),
+    )
     fpr, tpr = metrics.roc_curve(s_in, s_out)
     y, s = _sklearn(s_in, s_out)
     sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)

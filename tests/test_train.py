@@ -77,7 +77,7 @@ def test_resume_after_interruption_gives_identical_params(tmp_path, setup):
 
 
 def test_non_finite_steps_are_skipped_and_counted(setup):
-    _, images, params, optimizer, _ = setup
+    _, _, params, optimizer, _ = setup
 
     def loss_fn(p, batch, key):
         value = jnp.sum(jax.tree.leaves(p)[0] ** 2)

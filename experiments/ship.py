@@ -1,0 +1,46 @@
+"""Copies a finished run's stage params into the checkpoints that ``make run`` restores.
+
+    python -m experiments.ship --run runs/glow_fmnist \
+        --to experiments/checkpoints/glow_fmnist
+
+Each stage gets ``params/`` (orbax), ``config.json`` (the fingerprint that must match
+for a restore) and ``summary.json`` (steps, validation bits/dim, training time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from experiments.flow_pipeline import STAGES
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.ship")
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--to", required=True)
+    args = parser.parse_args(argv)
+    run, target = Path(args.run), Path(args.to)
+    for stage in STAGES:
+        source = run / stage
+        missing = [
+            p
+            for p in ("final_params", "config.json", "summary.json")
+            if not (source / p).exists()
+        ]
+        if missing:
+            raise SystemExit(f"{source} is not finished (missing {missing}).")
+    for stage in STAGES:
+        source, dest = run / stage, target / stage
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        shutil.copytree(source / "final_params", dest / "params")
+        shutil.copy(source / "config.json", dest / "config.json")
+        shutil.copy(source / "summary.json", dest / "summary.json")
+        size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+        print(f"{dest}: {size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The flow experiment pipeline end to end on the smoke config."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import flow_pipeline, main
+from experiments.configs import glow_fmnist
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_dir):
+    del data_dir  # prepared offline data
+    config = glow_fmnist.get_config("smoke")
+    workdir = tmp_path_factory.mktemp("smoke")
+    sets = flow_pipeline.load_sets(config)
+    params = flow_pipeline.train_all(config, workdir, sets)
+    results = flow_pipeline.score_all(config, workdir, sets, params)
+    table = main.write_report(config, workdir, sets, params)
+    return config, workdir, sets, results, table
+
+
+def test_every_detector_and_set_is_scored(smoke_run):
+    config, workdir, _, results, table = smoke_run
+    ood = [entry.split(":")[0] for entry in config.data.ood]
+    assert set(results["metrics"]) == set(flow_pipeline.DETECTORS)
+    for per_set in results["metrics"].values():
+        assert sorted(per_set) == sorted(ood)
+        for m in per_set.values():
+            assert 0.0 <= m["auroc"] <= 1.0 and m["n_in"] == config.data.max_eval
+    scores = np.load(workdir / "scores.npz")
+    assert scores["id_test/likelihood"].shape == (config.data.max_eval,)
+    assert "| likelihood | mnist_5k |" in table
+
+
+def test_report_files_are_written(smoke_run):
+    _, workdir, _, _, _ = smoke_run
+    for name in (
+        "report.md",
+        "roc.png",
+        "histograms.png",
+        "training.png",
+        "samples_id.png",
+    ):
+        assert (workdir / name).stat().st_size > 0
+    for stage in flow_pipeline.STAGES:
+        summary = json.loads((workdir / stage / "summary.json").read_text())
+        assert summary["steps"] == 4 and np.isfinite(summary["val_bpd"])
+
+
+def test_finished_stages_are_not_trained_again(smoke_run):
+    config, workdir, sets, _, _ = smoke_run
+    before = {
+        s: (workdir / s / "metrics.jsonl").read_text() for s in flow_pipeline.STAGES
+    }
+    flow_pipeline.train_all(config, workdir, sets)
+    after = {
+        s: (workdir / s / "metrics.jsonl").read_text() for s in flow_pipeline.STAGES
+    }
+    assert before == after
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="Unknown variant"):
+        glow_fmnist.get_config("big")
