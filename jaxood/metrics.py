@@ -155,7 +155,9 @@ def fpr_at_tpr(
     """
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}.")
-    fprs, tprs = roc_curve(scores_in, scores_out, positive=positive, nonfinite=nonfinite)
+    fprs, tprs = roc_curve(
+        scores_in, scores_out, positive=positive, nonfinite=nonfinite
+    )
     return float(fprs[np.argmax(tprs >= tpr)])
 
 

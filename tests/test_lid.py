@@ -1,0 +1,131 @@
+"""LID from Jacobian spectra: exact cases, JVP Jacobians, the matrix-free estimate."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxood import lid
+
+
+def _orthogonal(key, n):
+    q, _ = jnp.linalg.qr(jax.random.normal(key, (n, n)))
+    return q
+
+
+@pytest.fixture
+def linear_decoder(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    d = 12
+    s = jnp.exp(jnp.linspace(-5.0, 2.0, d))
+    u, v = _orthogonal(k1, d), _orthogonal(k2, d)
+    w = u @ jnp.diag(s) @ v.T
+    return (lambda z: w @ z), s, v, jax.random.normal(k3, (d,))
+
+
+def test_linear_decoder_threshold_lid_is_exact(linear_decoder):
+    fn, s, _, z = linear_decoder
+    spectrum = lid.jacobian_spectrum(fn, z, chunk_size=5)
+    np.testing.assert_allclose(spectrum.singular_values, s[::-1], rtol=1e-4)
+    log_taus = jnp.linspace(-6.0, 3.0, 37)
+    expected = jnp.sum(jnp.log(s)[None, :] > log_taus[:, None], axis=-1)
+    np.testing.assert_array_equal(
+        lid.threshold_lid(spectrum.singular_values, log_taus), expected
+    )
+    assert int(lid.threshold_lid(spectrum.singular_values, tau=1.0)) == int(
+        jnp.sum(s > 1.0)
+    )
+
+
+def test_linear_decoder_lidl_matches_closed_form(linear_decoder):
+    fn, s, v, z = linear_decoder
+    spectrum = lid.jacobian_spectrum(fn, z, chunk_size=12, vectors=True)
+    deltas = jnp.linspace(-8.0, 6.0, 50)
+    lam = np.asarray(s, np.float64) ** 2
+    z_tilde = np.asarray(v.T @ z, np.float64)
+    var = np.exp(2.0 * np.asarray(deltas, np.float64))[:, None]
+    expected = (lam / (lam + var)).sum(-1) + var[:, 0] * (
+        lam * z_tilde**2 / (lam + var) ** 2
+    ).sum(-1)
+    np.testing.assert_allclose(
+        lid.lidl(spectrum, z, deltas), expected, rtol=1e-3, atol=1e-3
+    )
+    ends = lid.lidl(spectrum, z, jnp.array([-30.0, 30.0]))
+    np.testing.assert_allclose(ends, [12.0, 0.0], atol=1e-3)
+
+
+def test_manifold_decoder_has_threshold_lid_d(key):
+    """A linear embedding of R^d into R^D followed by an elementwise bijection."""
+    d, big_d = 5, 40
+    embed = jax.random.normal(key, (big_d, d))
+    fn = lambda z: jnp.sinh(embed @ z) + embed @ z  # noqa: E731 (strictly increasing)
+    z = jax.random.normal(jax.random.key(7), (d,))
+    spectrum = lid.jacobian_spectrum(fn, z, chunk_size=2, expected_dim=big_d)
+    assert spectrum.singular_values.shape == (d,)
+    assert int(lid.threshold_lid(spectrum.singular_values, -3.0)) == d
+    # As a D x D map (padding the latent with ignored dimensions) the count stays d.
+    padded = lambda u: fn(u[:d])  # noqa: E731
+    full = lid.jacobian_spectrum(padded, jnp.zeros(big_d).at[:d].set(z), chunk_size=16)
+    assert int(lid.threshold_lid(full.singular_values, -3.0)) == d
+
+
+def test_jvp_jacobian_equals_jacfwd(key):
+    w = jax.random.normal(key, (30, 7))
+    fn = lambda z: jnp.tanh(w @ z).reshape(5, 6)  # noqa: E731
+    z = jax.random.normal(jax.random.key(3), (7,))
+    for chunk in (1, 3, 7):
+        np.testing.assert_allclose(
+            lid.jacobian(fn, z, chunk_size=chunk),
+            jax.jacfwd(fn)(z).reshape(30, 7),
+            atol=1e-6,
+        )
+
+
+def test_vmap_over_images(linear_decoder):
+    fn, s, _, _ = linear_decoder
+    zs = jax.random.normal(jax.random.key(5), (3, 12))
+    values = jax.vmap(
+        lambda z: lid.jacobian_spectrum(fn, z, chunk_size=4).singular_values
+    )(zs)
+    np.testing.assert_allclose(values, jnp.tile(s[::-1], (3, 1)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matrix_free_lidl_within_two_percent_of_exact(seed):
+    d = 256
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
+    s = jnp.exp(jnp.linspace(-4.0, 2.0, d))
+    w = _orthogonal(k1, d) @ jnp.diag(s) @ _orthogonal(k2, d).T
+    fn = lambda z: jnp.tanh(w @ z) + 0.1 * (w @ z)  # noqa: E731
+    z = 0.3 * jax.random.normal(k3, (d,))
+    deltas = jnp.array([-2.0, -1.0, 0.0])
+    exact = lid.lidl(
+        lid.jacobian_spectrum(fn, z, chunk_size=64, vectors=True), z, deltas
+    )
+    estimate = lid.lidl_matrix_free(fn, z, deltas, k4, num_probes=64, cg_iterations=128)
+    np.testing.assert_allclose(estimate.lid, exact, rtol=0.02)
+    # CG converges fast at large scales, slowly as σ² shrinks (reported, not hidden).
+    assert bool(jnp.all(jnp.isfinite(estimate.residual)))
+    assert float(estimate.residual[-1]) < 1e-3
+
+
+def test_bad_input():
+    fn = lambda z: 2.0 * z  # noqa: E731
+    with pytest.raises(ValueError, match="NaN or inf"):
+        lid.jacobian_spectrum(fn, jnp.array([1.0, jnp.nan]))
+    with pytest.raises(ValueError, match="chunk_size must be an integer in \\[1, 2\\]"):
+        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=3)
+    with pytest.raises(ValueError, match="chunk_size"):
+        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=0)
+    with pytest.raises(ValueError, match="tau must be positive"):
+        lid.threshold_lid(jnp.ones(3), tau=0.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        lid.threshold_lid(jnp.ones(3))
+    with pytest.raises(ValueError, match="expected 5"):
+        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=1, expected_dim=5)
+    with pytest.raises(ValueError, match="vectors=True"):
+        lid.lidl(
+            lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=1),
+            jnp.ones(2),
+            jnp.zeros(1),
+        )
