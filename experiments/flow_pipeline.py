@@ -106,7 +106,10 @@ def _write_json(path: Path, obj) -> None:
 def _shipped(config, stage: str) -> Path | None:
     if not config.checkpoints:
         return None
-    folder = Path(config.checkpoints) / stage
+    folder = Path(config.checkpoints)
+    if not folder.is_absolute():  # relative to the repository, not the cwd
+        folder = Path(__file__).resolve().parent.parent / folder
+    folder = folder / stage
     info = folder / "config.json"
     if not info.is_file():
         return None
@@ -152,22 +155,43 @@ def train_stage(
     loss_fn,
     batch_fn,
     steps,
+    select="best",
 ):
-    """Trains (or resumes, or restores) one stage; returns its final params."""
+    """Trains (or resumes, or restores) one stage; returns its params.
+
+    ``select`` picks the validation-best state (``"best"``) or the last one
+    (``"final"``, as the reference does for the outlier-loss model, whose validation
+    NLL ignores the outlier term).
+    """
     stage_dir = workdir / stage
     final = stage_dir / "final_params"
-    template = init_params
+    restored_marker = stage_dir / "restored_from"
+    fingerprint = json.loads(json.dumps(_fingerprint(config, stage)))
     if final.is_dir():
-        return checkpoint.load_params(final, template)
+        recorded = json.loads((stage_dir / "config.json").read_text())
+        if recorded != fingerprint:
+            raise RuntimeError(
+                f"{stage_dir} was trained with another configuration. Use another "
+                "--workdir, or delete that directory to train again."
+            )
+        if not (restored_marker.exists() and not config.checkpoints):
+            return checkpoint.load_params(final, init_params)
+        # Restored from a shipped checkpoint, but shipped ones are now disabled
+        # (make reproduce): replace the copy by a real training run.
+        print(f"[{stage}] was restored from a shipped checkpoint: training it now.")
+        shutil.rmtree(final)
+        restored_marker.unlink()
     shipped = _shipped(config, stage)
     if shipped is not None:
         print(f"[{stage}] restoring the shipped checkpoint {shipped}")
-        params = checkpoint.load_params(shipped / "params", template)
+        params = checkpoint.load_params(shipped / "params", init_params)
         stage_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(shipped / "summary.json", stage_dir / "summary.json")
+        _write_json(stage_dir / "config.json", fingerprint)
+        restored_marker.write_text(str(shipped) + "\n")
         checkpoint.save_params(final, params)
         return params
-    _write_json(stage_dir / "config.json", _fingerprint(config, stage))
+    _write_json(stage_dir / "config.json", fingerprint)
     tc = config.train
     optimizer = train.make_optimizer(
         tc.learning_rate,
@@ -193,16 +217,19 @@ def train_stage(
         progress_metric=lambda r: {k: r[k] for k in ("bpd", "val_bpd") if k in r},
         description=stage,
     )
-    checkpoints = checkpoint.RunCheckpoints(stage_dir / "checkpoints")
-    try:
-        best = checkpoints.restore_best(state)
-        params = jax.tree.map(jnp.asarray, train.TrainState(*best).params)
-        best_step = checkpoints.best.best_step()
-    finally:
-        checkpoints.close()
+    params, chosen_step = state.params, steps
+    if select == "best":
+        checkpoints = checkpoint.RunCheckpoints(stage_dir / "checkpoints")
+        try:
+            best = checkpoints.restore_best(state)
+            params = jax.tree.map(jnp.asarray, train.TrainState(*best).params)
+            chosen_step = checkpoints.best.best_step()
+        finally:
+            checkpoints.close()
     summary = {
         "steps": steps,
-        "best_step": best_step,
+        "selected": select,
+        "selected_step": chosen_step,
         "num_skipped": int(state.num_skipped),
         "train_seconds": _train_seconds(stage_dir),
         **_val_fn(model, val_images)(params),
@@ -239,11 +266,14 @@ def train_all(config, workdir: Path, sets) -> dict:
     )  # fmt: skip
     inliers = batches(id_images, config.seed + 2)
     outliers = batches(general_images, config.seed + 3)
+    general = params["general"]
+    loss = outlier_loss(
+        model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
+    )
     params["id_outlier"] = train_stage(
         config, workdir, "id_outlier", model, sets, params["general"],
-        outlier_loss(model, params["general"], weight=sc.outlier_weight,
-                     temperature=sc.outlier_temperature),
-        lambda step: (inliers(step), outliers(step)), sc.outlier_steps,
+        loss, lambda step: (inliers(step), outliers(step), general), sc.outlier_steps,
+        select="final",
     )  # fmt: skip
     return params
 
@@ -264,7 +294,9 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     }
     scores = {}
     for name in eval_sets:
-        lp_id, lp_gen, lp_out = (log_probs[s][name] for s in STAGES)
+        lp_gen = log_probs["general"][name]
+        lp_id = log_probs["id"][name]
+        lp_out = log_probs["id_outlier"][name]
         scores[name] = {
             "likelihood": np.asarray(detectors.negative_log_likelihood(lp_id["total"])),
             "final_scale": np.asarray(detectors.final_scale(lp_id["per_scale"])),

@@ -58,7 +58,8 @@ def write_report(config, workdir: Path, sets, params) -> str:
         for name in results["bpd"]["id"]
     )
     training = "\n".join(
-        f"| {s} | {t['steps']} | {t['best_step']} | {t['val_bpd']:.3f} | "
+        f"| {s} | {t['steps']} | {t['selected']} at {t['selected_step']} | "
+        f"{t['val_bpd']:.3f} | "
         f"{t['train_seconds'] / 60:.1f} | {t['num_skipped']} |"
         for s, t in results["training"].items()
     )
@@ -84,7 +85,7 @@ Command: `{config.command}`. Model: {dict(config.model)}. In-distribution:
 
 ## Training
 
-| stage | steps | best step | validation bits/dim | minutes | skipped steps |
+| stage | steps | params used | validation bits/dim | minutes | skipped steps |
 |---|---|---|---|---|---|
 {training}
 

@@ -109,7 +109,13 @@ class RunCheckpoints:
         self.latest.wait_until_finished()
 
     def save_best(self, step: int, state: Any, val_loss: float) -> None:
-        """Keeps ``state`` if ``val_loss`` is the lowest seen so far."""
+        """Keeps ``state`` if ``val_loss`` is the lowest seen so far.
+
+        A resumed run may evaluate a step again; that step's state is identical
+        (training is deterministic), so an existing one is left as it is.
+        """
+        if step in self.best.all_steps():
+            return
         self.best.save(
             step,
             args=ocp.args.StandardSave(_to_arrays(state)),

@@ -200,6 +200,15 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "auroc": auroc,
+    "aupr_in": aupr_in,
+    "aupr_out": aupr_out,
+    "fpr95": lambda s_in, s_out: fpr_at_tpr(s_in, s_out, 0.95),
+    "fpr80": lambda s_in, s_out: fpr_at_tpr(s_in, s_out, 0.80),
+}
+
+
 def summary(
     scores_in,
     scores_out,
@@ -212,24 +221,22 @@ def summary(
 
     Keys: ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95`` and ``fpr80`` (OOD positive),
     ``n_in``, ``n_out``, ``n_nonfinite``; with ``ci_resamples > 0`` also
-    ``auroc_ci_low`` / ``auroc_ci_high`` (95 % percentile bootstrap).
+    ``<metric>_ci_low`` / ``<metric>_ci_high`` for each metric (95 % percentile
+    bootstrap over test points, ID and OOD resampled separately).
     """
     raw = [np.asarray(scores_in), np.asarray(scores_out)]
     s_in = _as_scores(scores_in, "scores_in", nonfinite)
     s_out = _as_scores(scores_out, "scores_out", nonfinite)
-    result = {
-        "auroc": auroc(s_in, s_out),
-        "aupr_in": aupr_in(s_in, s_out),
-        "aupr_out": aupr_out(s_in, s_out),
-        "fpr95": fpr_at_tpr(s_in, s_out, 0.95),
-        "fpr80": fpr_at_tpr(s_in, s_out, 0.80),
-        "n_in": int(s_in.size),
-        "n_out": int(s_out.size),
-        "n_nonfinite": int(sum(np.sum(~np.isfinite(r)) for r in raw)),
-    }
+    result = {name: fn(s_in, s_out) for name, fn in METRICS.items()}
+    result.update(
+        n_in=int(s_in.size),
+        n_out=int(s_out.size),
+        n_nonfinite=int(sum(np.sum(~np.isfinite(r)) for r in raw)),
+    )
     if ci_resamples:
-        low, high = bootstrap_ci(
-            auroc, s_in, s_out, num_resamples=ci_resamples, seed=seed
-        )
-        result["auroc_ci_low"], result["auroc_ci_high"] = low, high
+        for name, fn in METRICS.items():
+            low, high = bootstrap_ci(
+                fn, s_in, s_out, num_resamples=ci_resamples, seed=seed
+            )
+            result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
     return result

@@ -54,7 +54,11 @@ def make_optimizer(
         raise ValueError(
             f"optimizer must be one of {list(scalers)}, got {optimizer!r}."
         )
-    schedule = optax.warmup_constant_schedule(0.0, learning_rate, max(warmup_steps, 1))
+    schedule = (
+        optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
+        if warmup_steps > 0
+        else optax.constant_schedule(learning_rate)
+    )
     parts = []
     if clip_norm:
         parts.append(optax.clip_by_global_norm(clip_norm))
@@ -83,6 +87,9 @@ def make_train_step(
     loss_fn: LossFn, optimizer: optax.GradientTransformation
 ) -> Callable[[TrainState, Any, PRNGKey], tuple[TrainState, dict[str, Array]]]:
     """One jitted optimisation step; steps with non-finite loss or gradient are skipped.
+
+    The whole batch is skipped (the reference also retries without the non-finite
+    examples when enough remain; not done here: the step is counted instead).
 
     The returned ``step(state, batch, key)`` folds ``state.step`` into ``key``, so the
     caller passes the same run key every time.
@@ -186,8 +193,9 @@ def fit(
         if checkpoints.latest_step() is not None:
             state = TrainState(*checkpoints.restore_latest(state))
             state = jax.tree.map(jnp.asarray, state)
-            _truncate_metrics(metrics_path, int(state.step))
         start = int(state.step)
+        # Lines logged after the state we (re)start from belong to lost work.
+        _truncate_metrics(metrics_path, start)
         window: list[dict[str, float]] = []
         bar = tqdm(total=num_steps, initial=start, desc=description, dynamic_ncols=True)
         tic = time.perf_counter()

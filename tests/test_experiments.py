@@ -32,6 +32,19 @@ def test_every_detector_and_set_is_scored(smoke_run):
     scores = np.load(workdir / "scores.npz")
     assert scores["id_test/likelihood"].shape == (config.data.max_eval,)
     assert "| likelihood | mnist_5k |" in table
+    # Each detector is computed from the right stage's log-likelihoods.
+    for name in ("id_test", "ood/mnist_5k"):
+        log_p = {s: scores[f"{name}/log_p_{s}"] for s in flow_pipeline.STAGES}
+        np.testing.assert_allclose(scores[f"{name}/likelihood"], -log_p["id"])
+        np.testing.assert_allclose(
+            scores[f"{name}/final_scale"], -scores[f"{name}/per_scale_id"][:, -1]
+        )
+        np.testing.assert_allclose(
+            scores[f"{name}/llr"], log_p["general"] - log_p["id"]
+        )
+        np.testing.assert_allclose(
+            scores[f"{name}/llr_outlier"], log_p["general"] - log_p["id_outlier"]
+        )
 
 
 def test_report_files_are_written(smoke_run):
@@ -47,6 +60,8 @@ def test_report_files_are_written(smoke_run):
     for stage in flow_pipeline.STAGES:
         summary = json.loads((workdir / stage / "summary.json").read_text())
         assert summary["steps"] == 4 and np.isfinite(summary["val_bpd"])
+    outlier = json.loads((workdir / "id_outlier" / "summary.json").read_text())
+    assert outlier["selected"] == "final" and outlier["selected_step"] == 4
 
 
 def test_finished_stages_are_not_trained_again(smoke_run):
@@ -59,6 +74,15 @@ def test_finished_stages_are_not_trained_again(smoke_run):
         s: (workdir / s / "metrics.jsonl").read_text() for s in flow_pipeline.STAGES
     }
     assert before == after
+
+
+def test_changed_configuration_is_refused(smoke_run):
+    config, workdir, sets, _, _ = smoke_run
+    changed = glow_fmnist.get_config("smoke")
+    changed.train.learning_rate = 1.0
+    with pytest.raises(RuntimeError, match="another configuration"):
+        flow_pipeline.train_all(changed, workdir, sets)
+    del config
 
 
 def test_unknown_variant():

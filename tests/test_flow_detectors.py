@@ -49,9 +49,8 @@ def test_outlier_loss_with_zero_weight_is_the_nll(model_and_params):
     model, params, images = model_and_params
     key = jax.random.key(4)
     plain, _ = nll_loss(model)(params, images, key)
-    combined, aux = outlier_loss(model, params, weight=0.0)(
-        params, (images, images), key
-    )
+    batch = (images, images, params)
+    combined, aux = outlier_loss(model, weight=0.0)(params, batch, key)
     key_in, _ = jax.random.split(key)
     expected, _ = nll_loss(model)(params, images, key_in)
     np.testing.assert_allclose(combined, expected, rtol=1e-6)
@@ -63,10 +62,9 @@ def test_outlier_loss_pushes_outlier_likelihood_below_general(model_and_params):
     """The outlier term's gradient lowers log p_in on outliers (general frozen)."""
     model, params, images = model_and_params
     outliers = synthetic.constant(32, seed=2)[:, :8, :8]
-    loss_fn = outlier_loss(model, params, weight=6000.0, temperature=1000.0)
-    grads = jax.grad(lambda p: loss_fn(p, (images, outliers), jax.random.key(0))[0])(
-        params
-    )
+    loss_fn = outlier_loss(model, weight=6000.0, temperature=1000.0)
+    batch = (images, outliers, params)
+    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0])(params)
     step = jax.tree.map(lambda p, g: p - 1e-6 * g, params, grads)
     x_out = data.to_model_space(outliers)
     before = flows.log_prob(model, params, x_out).total.mean()

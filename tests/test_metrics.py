@@ -114,7 +114,9 @@ def test_summary_keys_and_bootstrap_interval():
     s_in, s_out = rng.normal(size=300), rng.normal(1.0, size=200)
     result = metrics.summary(s_in, s_out, ci_resamples=200)
     assert result["n_in"] == 300 and result["n_out"] == 200
-    assert result["auroc_ci_low"] < result["auroc"] < result["auroc_ci_high"]
+    for name in ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80"):
+        assert result[f"{name}_ci_low"] <= result[name] <= result[f"{name}_ci_high"]
+    assert result["auroc_ci_low"] < result["auroc_ci_high"]
     low, high = metrics.bootstrap_ci(
         functools.partial(metrics.fpr_at_tpr, tpr=0.8), s_in, s_out, seed=1
     )

@@ -174,7 +174,8 @@ class GeneralPhotos(_SplitArrayBuilder, skip_registration=True):
         "grey square crops (sides 24-192 px, random horizontal flip, bilinear resize "
         "to 28x28) of 17 photographs bundled with scikit-image 0.26.0 and "
         "scikit-learn 1.9.1 plus scikit-image's 200 LFW faces; label = source photo. "
-        "Split 80/20 by source with seed 20261123. See "
+        "Split 80/20 within each source (seed 20261123): train and test crops come "
+        "from the same photographs. See "
         "jaxood.data.sources.read_general_photos."
     )
     HOMEPAGE = "https://scikit-image.org/docs/stable/api/skimage.data.html"

@@ -87,5 +87,7 @@ def prepare(
             os.replace(staging / name / str(builder.VERSION), final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        # Arrays cached from an earlier build of this dataset are stale now.
+        shutil.rmtree(data_dir / "jaxood_cache" / name, ignore_errors=True)
         built.append(name)
     return built

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from jaxood.data.preprocess import bits_per_dim, dequantize
 from jaxood.flows.glow import Glow
 from jaxood.train import LossFn
-from jaxood.typing import Params
 
 
 def nll_loss(model: Glow) -> LossFn:
@@ -34,28 +33,26 @@ def nll_loss(model: Glow) -> LossFn:
 
 
 def outlier_loss(
-    model: Glow,
-    general_params: Params,
-    *,
-    weight: float = 6000.0,
-    temperature: float = 1000.0,
+    model: Glow, *, weight: float = 6000.0, temperature: float = 1000.0
 ) -> LossFn:
     """NLL on inliers plus the outlier loss against a frozen general model.
 
     ``L = mean NLL_in(x) - weight * mean log sigmoid((log p_gen(x_o) -
-    log p_in(x_o)) / temperature)`` on a batch ``(inliers, outliers)`` of uint8
-    images; the general model (same architecture) is not trained.
+    log p_in(x_o)) / temperature)``. The batch is ``(inliers, outliers,
+    general_params)``: uint8 image batches and the params of the general model (same
+    architecture), passed as data rather than closed over so that large models are
+    not baked into the compiled step as constants; no gradient reaches them.
     """
     num_dims = model.config.num_dims
-    general_params = jax.lax.stop_gradient(general_params)
 
     def loss_fn(params, batch, key):
-        inliers, outliers = batch
+        inliers, outliers, general_params = batch
+        general_params = jax.lax.stop_gradient(general_params)
         key_in, key_out = jax.random.split(key)
         nll = -model.forward(params, dequantize(key_in, inliers)).total
         x_out = dequantize(key_out, outliers)
         lp_in = model.forward(params, x_out).total
-        lp_gen = jax.lax.stop_gradient(model.forward(general_params, x_out).total)
+        lp_gen = model.forward(general_params, x_out).total
         ratio = (lp_gen - lp_in) / temperature
         out = -weight * jnp.mean(jax.nn.log_sigmoid(ratio))
         loss = jnp.mean(nll) + out
