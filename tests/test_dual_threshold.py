@@ -1,0 +1,53 @@
+"""The LID + likelihood dual threshold: envelope AUROC, rank-space AND score."""
+
+import numpy as np
+import pytest
+
+from jaxood import detectors, metrics
+
+
+@pytest.fixture
+def paradox():
+    """OOD with *higher* likelihood but lower LID, as MNIST under an FMNIST model."""
+    rng = np.random.default_rng(0)
+    lik_in, lid_in = rng.normal(0.0, 1.0, 400), rng.normal(250, 15, 400).round()
+    lik_out, lid_out = rng.normal(1.0, 1.0, 300), rng.normal(180, 15, 300).round()
+    return lik_in, lid_in, lik_out, lid_out
+
+
+def test_uninformative_lid_gives_the_likelihood_auroc():
+    rng = np.random.default_rng(1)
+    lik_in, lik_out = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 150)
+    constant_in, constant_out = np.full(200, 7.0), np.full(150, 7.0)
+    result = detectors.envelope_auroc(lik_in, constant_in, lik_out, constant_out)
+    expected = metrics.auroc(-lik_in, -lik_out)
+    assert result["envelope"] == pytest.approx(expected, abs=1e-9)
+    assert result["reported"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_envelope_rescues_the_paradox(paradox):
+    lik_in, lid_in, lik_out, lid_out = paradox
+    result = detectors.envelope_auroc(lik_in, lid_in, lik_out, lid_out)
+    assert result["likelihood"] < 0.4  # the paradox
+    assert result["envelope"] > 0.97 and result["reported"] == result["envelope"]
+
+
+def test_rank_and_score_and_lid_only(paradox):
+    lik_in, lid_in, lik_out, lid_out = paradox
+    rng = np.random.default_rng(2)
+    detector = detectors.rank_and_detector()
+    stats = detector.fit(rng.normal(0.0, 1.0, 500), rng.normal(250, 15, 500).round())
+    s_in = detector.score(stats, lik_in, lid_in)
+    s_out = detector.score(stats, lik_out, lid_out)
+    assert s_in.shape == (400,) and np.all((s_in >= -1) & (s_in <= 0))
+    single = metrics.auroc(s_in, s_out)
+    envelope = detectors.envelope_auroc(lik_in, lid_in, lik_out, lid_out)["envelope"]
+    assert 0.9 < single <= envelope + 1e-9
+    assert metrics.auroc(detectors.lid_only(lid_in), detectors.lid_only(lid_out)) > 0.95
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="pair up"):
+        detectors.envelope_auroc(np.zeros(3), np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="NaN"):
+        detectors.lid_only(np.array([1.0, np.nan]))
