@@ -129,3 +129,53 @@ def test_bad_input():
             jnp.ones(2),
             jnp.zeros(1),
         )
+
+
+def test_flow_spectra_match_the_decoder_jacobian(key):
+    from jaxood import flows
+
+    model = flows.Glow(
+        flows.GlowConfig(
+            image_shape=(8, 8, 1), num_scales=2, steps_per_scale=1, hidden=8
+        )
+    )
+    x = jax.random.uniform(key, (3, 8, 8, 1), minval=-0.5, maxval=0.5)
+    params = flows.init(model, jax.random.key(1), x)
+    spectrum, z0 = lid.flow_spectra(model, params, x, chunk_size=16)
+    assert spectrum.singular_values.shape == (3, 64) and z0.shape == (3, 64)
+    decode = lid.flow_decoder(model, params)
+    np.testing.assert_allclose(decode(z0[0]), x[0], atol=1e-4)
+    expected = jnp.linalg.svd(
+        jax.jacfwd(decode)(z0[1]).reshape(64, 64), compute_uv=False
+    )
+    np.testing.assert_allclose(
+        spectrum.singular_values[1], expected, rtol=1e-4, atol=1e-6
+    )
+
+
+def test_calibration_reaches_the_target():
+    s = jnp.exp(jnp.linspace(-6.0, 2.0, 40))[None, :] * jnp.ones((8, 1))
+    log_tau, mean = lid.calibrate_log_tau(s, target=25.0)
+    assert mean == pytest.approx(25.0, abs=0.5)
+    assert int(lid.threshold_lid(s[0], log_tau)) == round(mean)
+    with pytest.raises(ValueError, match="outside"):
+        lid.calibrate_log_tau(s, target=41.0)
+
+
+def test_lpca_finds_the_subspace_dimension_and_matches_sklearn_pca():
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(20, 4)))[0]
+    data = rng.normal(size=(300, 4)) @ basis.T + 1e-3 * rng.normal(size=(300, 20))
+    data = data.astype(np.float32)
+    ours = np.asarray(lid.lpca(data[:50], data, n_neighbors=40, alpha=1e-3))
+    assert np.all(ours == 4)
+    # The Fukunaga-Olsen rule on sklearn's PCA of the same neighbourhoods.
+    _, index = NearestNeighbors(n_neighbors=40).fit(data).kneighbors(data[:50])
+    for alpha in (1e-3, 1e-5, 1e-7):
+        ours = np.asarray(lid.lpca(data[:50], data, n_neighbors=40, alpha=alpha))
+        for i, neighbours in enumerate(index):
+            variance = PCA().fit(data[neighbours]).explained_variance_
+            assert ours[i] == int(np.sum(variance > alpha * variance[0]))
