@@ -33,13 +33,12 @@ import jax.numpy as jnp
 from jaxood.data.preprocess import check_model_space
 from jaxood.flows.actnorm import ActNorm
 from jaxood.flows.conv1x1 import InvertibleConv1x1
-from jaxood.flows.coupling import PARTITIONS, TRANSFORMS, Coupling
+from jaxood.flows.coupling import TRANSFORMS, Coupling
 from jaxood.flows.priors import PRIORS, ScalePrior
 from jaxood.flows.squeeze import squeeze, unsqueeze
 from jaxood.typing import Array, Params, PRNGKey
 
 STEP_KINDS = ("glow", "realnvp")
-del PARTITIONS
 
 
 @dataclasses.dataclass(frozen=True)
