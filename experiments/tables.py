@@ -77,8 +77,8 @@ def observations(results: dict) -> str:
     )
     if auc["llr"]["mnist_5k"] < 0.75:
         lines.append(
-            "The ratios stay far from the paper's gains here: a general model of a "
-            "few dozen photographs shares little of the pen-stroke-on-black statistics "
+            "The ratios stay far from the paper's gains here: a general model of "
+            "17 photographs shares little of the pen-stroke-on-black statistics "
             "of digits, so subtracting it removes less of the low-level part of the "
             "likelihood than a model of 80M Tiny Images would."
         )
