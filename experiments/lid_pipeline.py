@@ -52,22 +52,28 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
 
 
 def run(
-    workdir: Path, num_eval: int, num_calibration: int, num_validation: int
+    workdir: Path,
+    num_eval: int,
+    num_calibration: int,
+    num_validation: int,
+    variant: str = "default",
 ) -> dict:
-    config = glow_fmnist.get_config()
+    """Spectra, calibration and dual-threshold AUROCs; writes and returns results."""
+    config = glow_fmnist.get_config(variant)
     model = flow_pipeline.build_model(config)
     template = model.random_params(jax.random.key(0))
     params = jax.tree.map(
         jnp.asarray, checkpoint.load_params(workdir / "id" / "final_params", template)
     )
     sets = flow_pipeline.load_sets(config)
+    ood_sets = [name for name in OOD_SETS if name in sets]
     out = workdir / "lid"
     out.mkdir(exist_ok=True)
     chosen = {
         "calibration": sets["id_train"][:num_calibration],
         "validation": sets["id_val"][:num_validation],
         "id_test": sets["id_test"][:num_eval],
-        **{name: sets[name][:num_eval] for name in OOD_SETS},
+        **{name: sets[name][:num_eval] for name in ood_sets},
     }
     spectra = {
         name: _spectra(
@@ -75,11 +81,16 @@ def run(
         )
         for name, images in chosen.items()
     }
-    train_flat = data.to_model_space(sets["id_train"][:10_000]).reshape(10_000, -1)
+    reference = sets["id_train"][:10_000]
+    train_flat = data.to_model_space(reference).reshape(len(reference), -1)
+    neighbours = min(1000, len(train_flat))
     target = float(
         jnp.mean(
             lid.lpca(
-                train_flat[:num_calibration], train_flat, n_neighbors=1000, alpha=1e-3
+                train_flat[:num_calibration],
+                train_flat,
+                n_neighbors=neighbours,
+                alpha=1e-3,
             )
         )
     )
@@ -104,7 +115,7 @@ def run(
         "pairs": {},
     }
     lik_in, lid_in = spectra["id_test"]["log_p"], lids["id_test"]
-    for name in OOD_SETS:
+    for name in ood_sets:
         lik_out, lid_out = spectra[name]["log_p"], lids[name]
         envelope = detectors.envelope_auroc(lik_in, lid_in, lik_out, lid_out)
         rank_in = and_rule.score(stats, lik_in, lid_in)
@@ -119,18 +130,18 @@ def run(
             ),
         }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    _plots(out, spectra, lids, results)
+    _plots(out, spectra, lids, results, ood_sets)
     return results
 
 
-def _plots(out: Path, spectra, lids, results) -> None:
+def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ("id_test", *OOD_SETS):
+    for name in ("id_test", *ood_sets):
         left.scatter(
             spectra[name]["log_p"],
             lids[name],
@@ -155,9 +166,14 @@ def main(argv=None) -> None:
     parser.add_argument("--num-eval", type=int, default=64)
     parser.add_argument("--num-calibration", type=int, default=48)
     parser.add_argument("--num-validation", type=int, default=48)
+    parser.add_argument("--variant", default="default", help="glow_fmnist variant")
     args = parser.parse_args(argv)
     results = run(
-        Path(args.workdir), args.num_eval, args.num_calibration, args.num_validation
+        Path(args.workdir),
+        args.num_eval,
+        args.num_calibration,
+        args.num_validation,
+        args.variant,
     )
     print(
         json.dumps(

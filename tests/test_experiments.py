@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import flow_pipeline, main, ship
+from experiments import flow_pipeline, lid_pipeline, main, ship
 from experiments.configs import glow_fmnist
 
 
@@ -114,3 +114,17 @@ def test_shipped_checkpoints_restore_and_reproduce_retrains(smoke_run, tmp_path)
     for stage in flow_pipeline.STAGES:
         assert (restored_dir / stage / "metrics.jsonl").exists()
         assert not (restored_dir / stage / "restored_from").exists()
+
+
+def test_lid_pipeline_on_the_smoke_run(smoke_run):
+    config, workdir, _, _, _ = smoke_run
+    del config
+    results = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke")
+    assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
+    for pair in ("mnist_5k",):
+        r = results["pairs"][pair]
+        assert 0.0 <= r["rank_and"] <= 1.0
+        assert r["envelope_reported"] >= r["likelihood"] - 1e-12
+    assert (workdir / "lid" / "lid.png").stat().st_size > 0
+    again = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke")  # resumes from files
+    assert again["pairs"] == results["pairs"]

@@ -179,3 +179,10 @@ def test_lpca_finds_the_subspace_dimension_and_matches_sklearn_pca():
         for i, neighbours in enumerate(index):
             variance = PCA().fit(data[neighbours]).explained_variance_
             assert ours[i] == int(np.sum(variance > alpha * variance[0]))
+
+
+def test_threshold_lid_batched_over_points_and_thresholds():
+    s = jnp.exp(jnp.linspace(-3.0, 3.0, 10))[None, :] * jnp.ones((4, 1))
+    counts = lid.threshold_lid(s, jnp.array([-4.0, 0.0, 4.0]))
+    assert counts.shape == (4, 3)
+    np.testing.assert_array_equal(counts[0], [10, 5, 0])

@@ -45,7 +45,8 @@ def threshold_lid(
     log_s = jnp.log(jnp.maximum(s, jnp.finfo(s.dtype).tiny))
     if log_tau.ndim == 0:
         return jnp.sum(log_s > log_tau, axis=-1)
-    return jnp.sum(log_s[..., None, :] > log_tau[:, None], axis=-1)
+    thresholds = log_tau.reshape((1,) * (log_s.ndim - 1) + (-1, 1))
+    return jnp.sum(log_s[..., None, :] > thresholds, axis=-1)
 
 
 def lidl(spectrum: Spectrum, z: Array, deltas: Array) -> Array:
