@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -29,7 +30,7 @@ _MODE = flags.DEFINE_enum(
 
 def write_report(config, workdir: Path, sets, params) -> str:
     results = json.loads((workdir / "results.json").read_text())
-    scores = dict(flow_pipeline.np.load(workdir / "scores.npz"))
+    scores = dict(np.load(workdir / "scores.npz"))
     detectors = list(flow_pipeline.DETECTORS)
     ood_sets = [k.removeprefix("ood/") for k in sets if k.startswith("ood/")]
     report.plot_roc(scores, detectors, ood_sets, workdir / "roc.png")
@@ -46,7 +47,7 @@ def write_report(config, workdir: Path, sets, params) -> str:
             rc.sample_temperature,
         )
         report.plot_image_grid(
-            flow_pipeline.np.asarray(data.to_uint8(samples)),
+            np.asarray(data.to_uint8(samples)),
             workdir / f"samples_{stage}.png",
             f"{stage} model samples, temperature {rc.sample_temperature}",
         )
