@@ -82,8 +82,8 @@ def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 
 def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
-    """What determines a stage's trained params (compared with shipped ones)."""
-    return {
+    """What determines a stage's trained params, as it reads back from JSON."""
+    fingerprint = {
         "stage": stage,
         "seed": config.seed,
         "data": {
@@ -94,9 +94,10 @@ def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
         "train": config.train.to_dict(),
         "stages": config.stages.to_dict(),
     }
+    return json.loads(json.dumps(fingerprint))  # tuples become lists, as on disk
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
@@ -113,9 +114,7 @@ def _shipped(config, stage: str) -> Path | None:
     info = folder / "config.json"
     if not info.is_file():
         return None
-    if json.loads(info.read_text()) != json.loads(
-        json.dumps(_fingerprint(config, stage))
-    ):
+    if json.loads(info.read_text()) != _fingerprint(config, stage):
         print(f"[{stage}] {folder} holds another configuration: training instead.")
         return None
     return folder
@@ -166,7 +165,7 @@ def train_stage(
     stage_dir = workdir / stage
     final = stage_dir / "final_params"
     restored_marker = stage_dir / "restored_from"
-    fingerprint = json.loads(json.dumps(_fingerprint(config, stage)))
+    fingerprint = _fingerprint(config, stage)
     if final.is_dir():
         recorded = json.loads((stage_dir / "config.json").read_text())
         if recorded != fingerprint:
@@ -187,11 +186,11 @@ def train_stage(
         params = checkpoint.load_params(shipped / "params", init_params)
         stage_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(shipped / "summary.json", stage_dir / "summary.json")
-        _write_json(stage_dir / "config.json", fingerprint)
+        write_json(stage_dir / "config.json", fingerprint)
         restored_marker.write_text(str(shipped) + "\n")
         checkpoint.save_params(final, params)
         return params
-    _write_json(stage_dir / "config.json", fingerprint)
+    write_json(stage_dir / "config.json", fingerprint)
     tc = config.train
     optimizer = train.make_optimizer(
         tc.learning_rate,
@@ -234,7 +233,7 @@ def train_stage(
         "train_seconds": _train_seconds(stage_dir),
         **_val_fn(model, val_images)(params),
     }
-    _write_json(stage_dir / "summary.json", summary)
+    write_json(stage_dir / "summary.json", summary)
     checkpoint.save_params(final, params)
     return params
 
@@ -351,5 +350,5 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             )
             for name in eval_sets if name != "id_test"
         }  # fmt: skip
-    _write_json(workdir / "results.json", results)
+    write_json(workdir / "results.json", results)
     return results

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import flow_pipeline
+from experiments import flow_pipeline, report
 from experiments.configs import glow_fmnist
 from jaxood import checkpoint, data, detectors, lid, metrics
 
@@ -129,17 +129,13 @@ def run(
                 detectors.lid_only(lid_in), detectors.lid_only(lid_out)
             ),
         }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    flow_pipeline.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = report.plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name in ("id_test", *ood_sets):
         left.scatter(
@@ -155,9 +151,7 @@ def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
     right.set(xlabel="log τ", ylabel="mean threshold LID")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "lid.png", dpi=110)
-    plt.close(fig)
+    report.save_figure(fig, out / "lid.png")
 
 
 def main(argv=None) -> None:

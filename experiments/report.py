@@ -42,13 +42,25 @@ def ood_table(results: dict, descriptions: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _detector_row(detectors: list[str], height: float):
+    """A figure with one panel per detector, and (axis, detector) pairs."""
+    fig, axes = plt.subplots(
+        1, len(detectors), figsize=(4 * len(detectors), height), squeeze=False
+    )
+    return fig, zip(axes[0], detectors, strict=True)
+
+
+def save_figure(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_roc(
     scores: dict, detectors: list[str], ood_sets: list[str], path: Path
 ) -> None:
-    fig, axes = plt.subplots(
-        1, len(detectors), figsize=(4 * len(detectors), 4), squeeze=False
-    )
-    for ax, detector in zip(axes[0], detectors, strict=True):
+    fig, panels = _detector_row(detectors, 4)
+    for ax, detector in panels:
         s_in = scores[f"id_test/{detector}"]
         for ood in ood_sets:
             s_out = scores[f"ood/{ood}/{detector}"]
@@ -58,18 +70,14 @@ def plot_roc(
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(title=detector, xlabel="FPR (ID flagged)", ylabel="TPR (OOD caught)")
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_histograms(
     scores: dict, detectors: list[str], ood_sets: list[str], path: Path
 ) -> None:
-    fig, axes = plt.subplots(
-        1, len(detectors), figsize=(4 * len(detectors), 3.5), squeeze=False
-    )
-    for ax, detector in zip(axes[0], detectors, strict=True):
+    fig, panels = _detector_row(detectors, 3.5)
+    for ax, detector in panels:
         groups = {"ID test": scores[f"id_test/{detector}"]}
         groups.update({o: scores[f"ood/{o}/{detector}"] for o in ood_sets})
         finite = np.concatenate([g[np.isfinite(g)] for g in groups.values()])
@@ -85,9 +93,7 @@ def plot_histograms(
             )
         ax.set(title=detector, xlabel="anomaly score (higher = OOD)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_image_grid(
@@ -100,9 +106,7 @@ def plot_image_grid(
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
@@ -119,6 +123,4 @@ def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
             ax.plot(*zip(*val, strict=True), "o--", label=f"{stage} validation")
     ax.set(xlabel="step", ylabel="bits/dim")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

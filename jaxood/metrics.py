@@ -89,14 +89,23 @@ def auroc(scores_in, scores_out, *, nonfinite: NonFinite = "raise") -> float:
     return float(u / (n_in * n_out))
 
 
-def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """Step-wise AP = sum_k (R_k - R_{k-1}) P_k, thresholds at distinct scores."""
+def _counts_at_thresholds(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(true positives, false positives) at every distinct score, highest first.
+
+    A threshold sits after the last of each group of tied scores, so ties are
+    never split (sklearn's convention).
+    """
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
     true_pos = np.cumsum(y)[last_of_tie]
-    predicted = last_of_tie + 1.0
-    precision = true_pos / predicted
+    return true_pos, (last_of_tie + 1) - true_pos
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Step-wise AP = sum_k (R_k - R_{k-1}) P_k, thresholds at distinct scores."""
+    true_pos, false_pos = _counts_at_thresholds(y, s)
+    precision = true_pos / (true_pos + false_pos)
     recall = true_pos / true_pos[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
@@ -118,11 +127,7 @@ def aupr_in(scores_in, scores_out, *, nonfinite: NonFinite = "raise") -> float:
 
 def _roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, TPR) at every distinct threshold, highest first, starting at (0, 0)."""
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    true_pos = np.cumsum(y)[last_of_tie]
-    false_pos = (last_of_tie + 1) - true_pos
+    true_pos, false_pos = _counts_at_thresholds(y, s)
     return (
         np.r_[0.0, false_pos / false_pos[-1]],
         np.r_[0.0, true_pos / true_pos[-1]],
