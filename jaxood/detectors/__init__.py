@@ -2,15 +2,22 @@
 
 from jaxood.detectors.detector import Detector
 from jaxood.detectors.dual_threshold import envelope_auroc, lid_only, rank_and_detector
+from jaxood.detectors.hole_indicator import hole_indicator
 from jaxood.detectors.likelihood import final_scale, negative_log_likelihood
 from jaxood.detectors.likelihood_ratio import likelihood_ratio
+from jaxood.detectors.likelihood_regret import LikelihoodRegret, likelihood_regret
+from jaxood.detectors.typicality import typicality
 
 __all__ = [
     "Detector",
+    "LikelihoodRegret",
     "envelope_auroc",
     "final_scale",
+    "hole_indicator",
     "lid_only",
     "likelihood_ratio",
+    "likelihood_regret",
     "negative_log_likelihood",
     "rank_and_detector",
+    "typicality",
 ]

@@ -10,6 +10,7 @@ from jaxood.lid.flow import (
 )
 from jaxood.lid.matrix_free import MatrixFreeLID, lidl_matrix_free
 from jaxood.lid.spectrum import Spectrum, jacobian, jacobian_spectrum
+from jaxood.lid.vae import vae_decoder_spectra
 
 __all__ = [
     "MatrixFreeLID",
@@ -25,4 +26,5 @@ __all__ = [
     "lpca",
     "threshold_lid",
     "unflatten_latents",
+    "vae_decoder_spectra",
 ]

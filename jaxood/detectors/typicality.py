@@ -1,0 +1,45 @@
+"""Typicality test: distance of a group's mean NLL from the model's entropy estimate.
+
+``stats = fit(nll_train)`` estimates the entropy ``Ĥ = mean −log p(x)`` over
+in-distribution data (the mean, not the sum printed in Vacant Holes eq. 9);
+``score(stats, nll)`` returns ``|mean_{x∈group} −log p(x) − Ĥ|`` for every group:
+groups of one (M = 1) when ``nll`` is ``(N,)``, groups of M when it is ``(G, M)``.
+Higher = less typical = more OOD. Too-likely inputs (the likelihood paradox) score
+high as well as too-unlikely ones.
+
+References: Nalisnick, Matsukawa, Teh & Lakshminarayanan, "Detecting
+Out-of-Distribution Inputs to Deep Generative Models Using Typicality", 2019
+(arXiv 1906.02994); Glazunov & Zarras, UAI 2023 (eq. 9, M = 1).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxood.detectors.detector import Detector
+from jaxood.typing import Array
+
+
+def _fit(nll_in: Array) -> dict[str, Array]:
+    nll_in = jnp.asarray(nll_in)
+    if nll_in.ndim != 1 or nll_in.size < 2:
+        raise ValueError(
+            f"fit needs (N,) in-distribution NLLs with N ≥ 2, got {nll_in.shape}."
+        )
+    if not bool(jnp.all(jnp.isfinite(nll_in))):
+        raise ValueError("fit: the in-distribution NLLs contain NaN or inf.")
+    return {"entropy": jnp.mean(nll_in)}
+
+
+def _score(stats: dict[str, Array], nll: Array) -> Array:
+    nll = jnp.asarray(nll)
+    if nll.ndim not in (1, 2):
+        raise ValueError(f"nll must be (N,) or (G, M) groups, got {nll.shape}.")
+    group_mean = nll if nll.ndim == 1 else jnp.mean(nll, axis=1)
+    return jnp.abs(group_mean - stats["entropy"])
+
+
+def typicality() -> Detector:
+    """The typicality test as a :class:`Detector` of NLLs in nats (or bits/dim,
+    as long as fit and score use the same unit)."""
+    return Detector(_fit, _score)

@@ -1,0 +1,296 @@
+"""The VAE: a static description, params as a pure dict, and pure functions of them.
+
+Three models of the Vacant Holes paper come from one config:
+
+- vanilla: conv (or MLP) encoder with ReLU, Gaussian posterior, N(0, I) prior;
+- Lipschitz: the same with ``lipschitz=M`` (every encoder layer ℓ∞-norm-projected
+  inside the forward pass, GroupSort activations): an M-Lipschitz encoder whose
+  latent image of [0, 1]^D is compact;
+- hyperspherical: ``latent="vmf"``, a vMF posterior and a uniform prior on the
+  compact S^{d−1} (the Alexandroff extension of R^{d−1}).
+
+Images are 8-bit values divided by 255 (``(B, H, W, C)`` in [0, 1]).
+
+    model = VAE(VAEConfig(image_shape=(28, 28, 1), latent_dim=10))
+    params = init(model, key)
+    elbo(model, params, x, key)                     # (B,) nats, single sample
+    log_prob(model, params, x, key, num_samples)    # (B,) IWAE bound in nats
+
+References: Kingma & Welling, ICLR 2014 (ELBO); Burda, Grosse & Salakhutdinov,
+"Importance Weighted Autoencoders", ICLR 2016 (IWAE); Glazunov & Zarras, UAI 2023
+(the compact-latent VAEs); Davidson et al., UAI 2018 (S-VAE).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxood.nets.vae_nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from jaxood.typing import Array, Params, PRNGKey
+from jaxood.vae import likelihoods
+from jaxood.vae.latents import LATENTS, Posterior
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Static description of a VAE (hashable: a jit static argument).
+
+    Attributes:
+        image_shape: (H, W, C).
+        latent_dim: d; for ``latent="vmf"`` the ambient dimension of S^{d−1}.
+        architecture: "conv" (28 or 32 px, methods.md 4.4) or "mlp".
+        hidden: MLP widths of the encoder (the decoder uses them reversed).
+        latent: "gaussian" or "vmf".
+        likelihood: "bernoulli", "logistic" or "categorical".
+        lipschitz: M for an M-Lipschitz (ℓ∞) encoder, or None.
+    """
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    latent_dim: int = 10
+    architecture: str = "conv"
+    hidden: tuple[int, ...] = (256, 128)
+    latent: str = "gaussian"
+    likelihood: str = "bernoulli"
+    lipschitz: float | None = None
+
+    def __post_init__(self):
+        if self.architecture not in ("conv", "mlp"):
+            raise ValueError(
+                f"architecture must be 'conv' or 'mlp', got {self.architecture!r}."
+            )
+        if self.latent not in LATENTS:
+            raise ValueError(
+                f"latent must be one of {list(LATENTS)}, got {self.latent!r}."
+            )
+        likelihoods.output_channels(self.likelihood, 1)  # validates the name
+        if self.lipschitz is not None and not self.lipschitz > 0:
+            raise ValueError(f"lipschitz must be positive, got {self.lipschitz}.")
+        if self.latent_dim < (2 if self.latent == "vmf" else 1):
+            raise ValueError(
+                f"latent_dim must be ≥ 2 for a spherical latent and ≥ 1 otherwise, "
+                f"got {self.latent_dim}."
+            )
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
+    @property
+    def num_dims(self) -> int:
+        h, w, c = self.image_shape
+        return h * w * c
+
+
+@dataclasses.dataclass(frozen=True)
+class VAE:
+    """The static structure derived from a :class:`VAEConfig`."""
+
+    config: VAEConfig
+
+    @functools.cached_property
+    def latent(self):
+        return LATENTS[self.config.latent](self.config.latent_dim)
+
+    def _modules(self, key: PRNGKey):
+        c = self.config
+        rngs = nnx.Rngs(params=key)
+        out_channels = likelihoods.output_channels(c.likelihood, c.image_shape[-1])
+        if c.architecture == "conv":
+            encoder = ConvEncoder(
+                c.image_shape, self.latent.head_size, lipschitz=c.lipschitz, rngs=rngs
+            )
+            decoder = ConvDecoder(
+                c.image_shape[0], c.latent_dim, out_channels, rngs=rngs
+            )
+        else:
+            encoder = MLPEncoder(
+                c.num_dims, c.hidden, self.latent.head_size,
+                lipschitz=c.lipschitz, rngs=rngs,
+            )  # fmt: skip
+            decoder = MLPDecoder(
+                c.latent_dim, c.hidden[::-1], c.image_shape, out_channels, rngs=rngs
+            )
+        return encoder, decoder
+
+    @functools.cached_property
+    def graphdefs(self):
+        encoder, decoder = nnx.eval_shape(lambda: self._modules(jax.random.key(0)))
+        return nnx.split(encoder)[0], nnx.split(decoder)[0]
+
+    def random_params(self, key: PRNGKey) -> Params:
+        encoder, decoder = self._modules(key)
+        return {
+            "encoder": nnx.to_pure_dict(nnx.state(encoder)),
+            "decoder": nnx.to_pure_dict(nnx.state(decoder)),
+        }
+
+    def encoder_head(self, encoder_params: Params, x: Array) -> Array:
+        return nnx.merge(self.graphdefs[0], encoder_params)(x)
+
+    def decoder_output(self, decoder_params: Params, z: Array) -> Array:
+        return nnx.merge(self.graphdefs[1], decoder_params)(z)
+
+
+def check_images(model: VAE, x: Array) -> None:
+    """Raises a clear error unless ``x`` is a finite ``(B, H, W, C)`` float batch the
+    model accepts (in [0, 1] for the discrete likelihoods); no-op under tracing."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a jaxood.vae.VAE, got {type(model).__name__}.")
+    if x.ndim != 4 or tuple(x.shape[1:]) != model.config.image_shape:
+        raise ValueError(
+            f"x must be (B, {model.config.image_shape}), got shape {tuple(x.shape)}."
+        )
+    if isinstance(x, jax.core.Tracer):
+        return
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must be float images in [0, 1] (uint8/255), got {x.dtype}.")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("x contains NaN or inf.")
+    if model.config.likelihood != "bernoulli" and (
+        float(jnp.min(x)) < 0.0 or float(jnp.max(x)) > 1.0
+    ):
+        raise ValueError(
+            f"The {model.config.likelihood} likelihood needs x in [0, 1] "
+            f"(uint8 / 255); got values in [{float(jnp.min(x))}, "
+            f"{float(jnp.max(x))}]."
+        )
+
+
+def init(model: VAE, key: PRNGKey) -> Params:
+    """Random params ``{"encoder": ..., "decoder": ...}`` (pure dicts of arrays)."""
+    return model.random_params(key)
+
+
+def encode(model: VAE, params: Params, x: Array) -> Posterior:
+    """The posterior q(z|x): Gaussian ``(μ, log σ)`` or vMF ``(μ, κ)``, batched."""
+    check_images(model, x)
+    return model.latent.posterior(model.encoder_head(params["encoder"], x))
+
+
+def decode_mean(model: VAE, params: Params, z: Array) -> Array:
+    """``E[x|z]`` in [0, 1]: ``(B, d) -> (B, H, W, C)``."""
+    out = model.decoder_output(params["decoder"], z)
+    return likelihoods.mean_image(
+        model.config.likelihood, out, model.config.image_shape[-1]
+    )
+
+
+def _log_likelihood(model: VAE, params: Params, z: Array, x: Array) -> Array:
+    out = model.decoder_output(params["decoder"], z)
+    return likelihoods.log_likelihood(model.config.likelihood, out, x)
+
+
+def elbo_terms(
+    model: VAE, params: Params, x: Array, key: PRNGKey
+) -> tuple[Array, Array]:
+    """Single-sample reconstruction term and analytic KL, ``(B,)`` each, in nats."""
+    post = encode(model, params, x)
+    z = model.latent.sample(key, post)
+    return _log_likelihood(model, params, z, x), model.latent.kl(post)
+
+
+def elbo(model: VAE, params: Params, x: Array, key: PRNGKey) -> Array:
+    """``E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))`` with one sample and the analytic KL.
+
+    Returns:
+        ``(B,)`` in nats (a lower bound of log p(x)).
+    """
+    reconstruction, kl = elbo_terms(model, params, x, key)
+    return reconstruction - kl
+
+
+def importance_terms(
+    model: VAE,
+    params: Params,
+    x: Array,
+    key: PRNGKey,
+    num_samples: int,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[Array, Array]:
+    """``log p(x|z_i)`` and ``log p(x|z_i) + log p(z_i) − log q(z_i|x)``, z_i ~ q(z|x).
+
+    The encoder runs once; the k samples are vmapped in chunks of ``chunk_size``
+    (``lax.map`` over chunks) so memory is that of one chunk of decoder passes.
+    Sample i uses ``fold_in(key, i)``: results do not depend on the chunk size.
+
+    Returns:
+        Two ``(B, num_samples)`` arrays in nats.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be positive, got {num_samples}.")
+    chunk = num_samples if chunk_size is None else chunk_size
+    if not 1 <= chunk <= num_samples or num_samples % chunk:
+        raise ValueError(
+            f"chunk_size must divide num_samples ({num_samples}), got {chunk_size}."
+        )
+    post = encode(model, params, x)
+
+    def one(i):
+        z = model.latent.sample(jax.random.fold_in(key, i), post)
+        log_lik = _log_likelihood(model, params, z, x)
+        weight = log_lik + model.latent.log_prior(z) - model.latent.log_q(post, z)
+        return log_lik, weight
+
+    indices = jnp.arange(num_samples).reshape(num_samples // chunk, chunk)
+    log_lik, weight = jax.lax.map(jax.vmap(one), indices)
+    to_batch_major = lambda a: a.reshape(num_samples, -1).T  # noqa: E731
+    return to_batch_major(log_lik), to_batch_major(weight)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size"))
+def _importance_jit(model, params, x, key, num_samples, chunk_size):
+    log_lik, weights = importance_terms(
+        model, params, x, key, num_samples, chunk_size=chunk_size
+    )
+    iwae = jax.nn.logsumexp(weights, axis=-1) - math.log(num_samples)
+    return log_lik, iwae
+
+
+def log_prob(
+    model: VAE,
+    params: Params,
+    x: Array,
+    key: PRNGKey,
+    num_samples: int = 100,
+    chunk_size: int | None = None,
+) -> Array:
+    """The IWAE estimate ``log (1/k) Σ_i p(x, z_i)/q(z_i|x)`` of log p(x), in nats.
+
+    A lower bound in expectation that grows with k = ``num_samples`` towards
+    log p(x); k = 1 is the ELBO with a sampled KL. Jitted (model static).
+
+    Returns:
+        ``(B,)`` log-likelihood estimates in nats.
+    """
+    check_images(model, x)
+    return _importance_jit(model, params, x, key, num_samples, chunk_size)[1]
+
+
+def decoder_log_likelihoods(
+    model: VAE,
+    params: Params,
+    x: Array,
+    key: PRNGKey,
+    num_samples: int = 100,
+    chunk_size: int | None = None,
+) -> Array:
+    """``log p(x | z_i)`` for z_i ~ q(z|x), ``(B, num_samples)`` nats (hole indicator).
+
+    The same draws as :func:`log_prob` with the same key.
+    """
+    check_images(model, x)
+    return _importance_jit(model, params, x, key, num_samples, chunk_size)[0]
+
+
+def sample(model: VAE, params: Params, key: PRNGKey, num: int) -> Array:
+    """Mean images ``E[x|z]`` of ``num`` prior draws, ``(num, H, W, C)`` in [0, 1]."""
+    d = model.config.latent_dim
+    z = jax.random.normal(key, (num, d))
+    if model.config.latent == "vmf":
+        z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)  # uniform on the sphere
+    return decode_mean(model, params, z)
