@@ -128,3 +128,36 @@ def test_lid_pipeline_on_the_smoke_run(smoke_run):
     assert (workdir / "lid" / "lid.png").stat().st_size > 0
     again = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke")  # resumes from files
     assert again["pairs"] == results["pairs"]
+
+
+def test_vae_pipeline_smoke(tmp_path, data_dir):
+    """The VAE pipeline end to end: every pair × model × detector, the scaling
+    ablation, the generated section; a second run reuses everything."""
+    from experiments import tables, vae_pipeline
+
+    del data_dir
+    config = vae_pipeline.load_config("experiments/configs/vae_ood.py:smoke")
+    results = vae_pipeline.run(config, tmp_path)
+    assert set(results["pairs"]) == {
+        "fashion_mnist→mnist_5k",
+        "fashion_mnist→uniform_noise",
+        "mnist_5k→fashion_mnist",
+    }
+    for per_model in results["pairs"].values():
+        assert set(per_model) == {"vanilla", "lipschitz", "hyperspherical"}
+        for per_detector in per_model.values():
+            assert set(per_detector) == set(vae_pipeline.DETECTORS)
+            for m in per_detector.values():
+                assert 0.0 <= m["auroc"] <= 1.0 and 0.0 <= m["fpr80"] <= 1.0
+    assert set(results["scaling"]) == {"vanilla", "lipschitz"}
+    assert (tmp_path / "scaling.png").exists() and (tmp_path / "report.md").exists()
+    section = tables.vae_section(results)
+    assert "| fashion_mnist→mnist_5k | hole | " in section
+    scores = tmp_path / "fashion_mnist" / "vanilla" / "scores.npz"
+    stamp = scores.stat().st_mtime_ns
+    again = vae_pipeline.run(config, tmp_path)
+    assert scores.stat().st_mtime_ns == stamp  # not recomputed
+    assert again["pairs"] == results["pairs"]
+    config.train.learning_rate = 0.5
+    with pytest.raises(RuntimeError, match="another configuration"):
+        vae_pipeline.run(config, tmp_path)

@@ -29,6 +29,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxood.nets.vae_nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
@@ -148,15 +149,16 @@ def check_images(model: VAE, x: Array) -> None:
         return
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must be float images in [0, 1] (uint8/255), got {x.dtype}.")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    # numpy, not jnp: a concrete array closed over inside a jit stays concrete.
+    values = np.asarray(x)
+    if not np.all(np.isfinite(values)):
         raise ValueError("x contains NaN or inf.")
     if model.config.likelihood != "bernoulli" and (
-        float(jnp.min(x)) < 0.0 or float(jnp.max(x)) > 1.0
+        values.min() < 0.0 or values.max() > 1.0
     ):
         raise ValueError(
             f"The {model.config.likelihood} likelihood needs x in [0, 1] "
-            f"(uint8 / 255); got values in [{float(jnp.min(x))}, "
-            f"{float(jnp.max(x))}]."
+            f"(uint8 / 255); got values in [{values.min()}, {values.max()}]."
         )
 
 
