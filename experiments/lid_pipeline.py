@@ -28,6 +28,7 @@ from jaxood import checkpoint, data, detectors, lid, metrics
 BATCH = 4
 OOD_SETS = ("ood/mnist_5k", "ood/animal_mnist")
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
+DELTAS = np.linspace(-8.0, 2.0, 50)  # δ = log σ of the LIDL sweep (FastFlowLIDL)
 
 
 def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarray]:
@@ -51,12 +52,30 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
     return {k: v[: len(images)] for k, v in done.items()}
 
 
+def _lidl_curves(model, params, images, path: Path, desc: str) -> np.ndarray:
+    """Smooth LID (LIDL) of ``images`` at every δ in :data:`DELTAS`, resuming.
+
+    One SVD with right singular vectors per image serves all 50 scales.
+    """
+    done = np.load(path) if path.exists() else np.zeros((0, len(DELTAS)))
+    sweep = jax.jit(jax.vmap(lid.lidl, in_axes=(0, 0, None)))
+    for begin in tqdm(range(len(done), len(images), BATCH), desc=desc, disable=None):
+        x = data.to_model_space(images[begin : begin + BATCH])
+        spectrum, z0 = lid.flow_spectra(model, params, x, chunk_size=128, vectors=True)
+        curves = np.asarray(sweep(spectrum, z0, jnp.asarray(DELTAS)), np.float64)
+        done = np.concatenate([done, curves])
+        np.save(path.with_suffix(".tmp.npy"), done)
+        path.with_suffix(".tmp.npy").replace(path)
+    return done[: len(images)]
+
+
 def run(
     workdir: Path,
     num_eval: int,
     num_calibration: int,
     num_validation: int,
     variant: str = "default",
+    num_lidl: int = 16,
 ) -> dict:
     """Spectra, calibration and dual-threshold AUROCs; writes and returns results."""
     config = glow_fmnist.get_config(variant)
@@ -129,6 +148,17 @@ def run(
                 detectors.lid_only(lid_in), detectors.lid_only(lid_out)
             ),
         }
+    results["lidl"] = {
+        "deltas": DELTAS.tolist(),
+        "count": num_lidl,
+        "mean_curves": {
+            name: _lidl_curves(
+                model, params, chosen[name][:num_lidl],
+                out / f"lidl_{name.replace('/', '_')}.npy", f"LIDL {name}",
+            ).mean(axis=0).tolist()
+            for name in ("id_test", *ood_sets)
+        },
+    }  # fmt: skip
     flow_pipeline.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
@@ -136,7 +166,7 @@ def run(
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
     plt = report.plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4))
     for name in ("id_test", *ood_sets):
         left.scatter(
             spectra[name]["log_p"],
@@ -151,6 +181,11 @@ def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
     right.set(xlabel="log τ", ylabel="mean threshold LID")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
+    lidl = results["lidl"]
+    for name, curve in lidl["mean_curves"].items():
+        third.plot(lidl["deltas"], curve, label=name.removeprefix("ood/"))
+    third.set(xlabel="δ = log σ", ylabel=f"mean LIDL ({lidl['count']} images per set)")
+    third.legend(fontsize=7)
     report.save_figure(fig, out / "lid.png")
 
 
@@ -160,6 +195,7 @@ def main(argv=None) -> None:
     parser.add_argument("--num-eval", type=int, default=64)
     parser.add_argument("--num-calibration", type=int, default=48)
     parser.add_argument("--num-validation", type=int, default=48)
+    parser.add_argument("--num-lidl", type=int, default=16, help="LIDL sweeps per set")
     parser.add_argument("--variant", default="default", help="glow_fmnist variant")
     args = parser.parse_args(argv)
     results = run(
@@ -168,6 +204,7 @@ def main(argv=None) -> None:
         args.num_calibration,
         args.num_validation,
         args.variant,
+        args.num_lidl,
     )
     print(
         json.dumps(

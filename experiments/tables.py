@@ -180,8 +180,26 @@ pairs, then the max with the likelihood AUROC; it is not the AUROC of one score.
 the empirical CDFs of ID validation data. References (methods.md 2.12): RQ-NSF flow
 re-run with log τ = -3, likelihood 0.291 → dual 0.950; diffusion (normal bundle)
 0.240 → 0.846. Mean LID: {mean_lid}.
-Plot: `runs/glow_fmnist/lid/lid.png`.
+{_lidl_sentence(lid)}
+Plot: `runs/glow_fmnist/lid/lid.png` (LID against log p per set, threshold LID
+against log τ, LIDL against δ).
 """
+
+
+def _lidl_sentence(lid: dict) -> str:
+    if "lidl" not in lid:
+        return ""
+    lidl = lid["lidl"]
+    deltas = lidl["deltas"]
+    at = min(range(len(deltas)), key=lambda i: abs(deltas[i] + 2.0))
+    values = ", ".join(
+        f"{k.removeprefix('ood/')} {v[at]:.0f}" for k, v in lidl["mean_curves"].items()
+    )
+    return (
+        f"Smooth LID (LIDL, 50 scales δ ∈ [{deltas[0]:.0f}, {deltas[-1]:.0f}] from one "
+        f"SVD per image, {lidl['count']} images per set): mean at δ = "
+        f"{deltas[at]:.2f}: {values}."
+    )
 
 
 # Vacant Holes supplement Table 5 (methods.md 4.7), AUROC / AUPR / FPR80 in %:

@@ -245,3 +245,55 @@ def summary(
             )
             result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
     return result
+
+
+def group_indices(num: int, group_size: int, seed: int) -> np.ndarray:
+    """``(num // group_size, group_size)`` indices of a fixed-seed shuffle into groups.
+
+    The last incomplete group is dropped (never padded, never mixing sets), as in the
+    group anomaly detection protocol of ``watml/ood``.
+    """
+    if group_size < 1 or num < group_size:
+        raise ValueError(f"Cannot make groups of {group_size} from {num} inputs.")
+    order = np.random.default_rng(seed).permutation(num)
+    usable = num // group_size * group_size
+    return order[:usable].reshape(-1, group_size)
+
+
+def group_auroc(
+    group_score,
+    values_in,
+    values_out,
+    group_size: int,
+    seeds=(0, 1, 2),
+) -> dict[str, float | list[float]]:
+    """AUROC over groups (ID-test groups vs OOD groups), mean ± std over shuffles.
+
+    Args:
+        group_score: maps per-input values of shape ``(G, M, ...)`` to ``(G,)``
+            anomaly scores (e.g. the typicality statistic of grouped NLLs).
+        values_in, values_out: per-input values ``(N, ...)`` of the two sets.
+        group_size: M.
+        seeds: one shuffle per seed (≥ 3 for a spread).
+
+    Returns:
+        ``{"mean", "std", "per_seed", "groups_in", "groups_out"}``.
+    """
+    values_in, values_out = np.asarray(values_in), np.asarray(values_out)
+    per_seed = []
+    for seed in seeds:
+        gi = group_indices(len(values_in), group_size, seed)
+        go = group_indices(len(values_out), group_size, seed + 10_000)
+        per_seed.append(
+            auroc(
+                np.asarray(group_score(values_in[gi])),
+                np.asarray(group_score(values_out[go])),
+            )
+        )
+    return {
+        "mean": float(np.mean(per_seed)),
+        "std": float(np.std(per_seed)),
+        "per_seed": per_seed,
+        "groups_in": len(values_in) // group_size,
+        "groups_out": len(values_out) // group_size,
+    }

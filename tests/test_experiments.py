@@ -119,14 +119,20 @@ def test_shipped_checkpoints_restore_and_reproduce_retrains(smoke_run, tmp_path)
 def test_lid_pipeline_on_the_smoke_run(smoke_run):
     config, workdir, _, _, _ = smoke_run
     del config
-    results = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke")
+    results = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke", num_lidl=2)
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
+    curves = results["lidl"]["mean_curves"]
+    assert set(curves) == {"id_test", "ood/mnist_5k"}
+    # LIDL falls from about D at tiny δ towards 0 at large δ.
+    for curve in curves.values():
+        assert curve[0] > curve[-1] and 0.0 <= min(curve) <= max(curve) <= 1024.5
     for pair in ("mnist_5k",):
         r = results["pairs"][pair]
         assert 0.0 <= r["rank_and"] <= 1.0
         assert r["envelope_reported"] >= r["likelihood"] - 1e-12
     assert (workdir / "lid" / "lid.png").stat().st_size > 0
-    again = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke")  # resumes from files
+    # resumes from files
+    again = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke", num_lidl=2)
     assert again["pairs"] == results["pairs"]
 
 

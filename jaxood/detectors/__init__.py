@@ -3,21 +3,34 @@
 from jaxood.detectors.detector import Detector
 from jaxood.detectors.dual_threshold import envelope_auroc, lid_only, rank_and_detector
 from jaxood.detectors.hole_indicator import hole_indicator
+from jaxood.detectors.input_complexity import (
+    compression_bits_per_dim,
+    input_complexity,
+)
+from jaxood.detectors.klods import KLParts, gaussian_kl_parts, klods
 from jaxood.detectors.likelihood import final_scale, negative_log_likelihood
 from jaxood.detectors.likelihood_ratio import likelihood_ratio
 from jaxood.detectors.likelihood_regret import LikelihoodRegret, likelihood_regret
-from jaxood.detectors.typicality import typicality
+from jaxood.detectors.typicality import bootstrap_threshold, typicality
+from jaxood.detectors.waic import waic
 
 __all__ = [
     "Detector",
+    "KLParts",
     "LikelihoodRegret",
+    "bootstrap_threshold",
+    "compression_bits_per_dim",
     "envelope_auroc",
     "final_scale",
+    "gaussian_kl_parts",
     "hole_indicator",
+    "input_complexity",
+    "klods",
     "lid_only",
     "likelihood_ratio",
     "likelihood_regret",
     "negative_log_likelihood",
     "rank_and_detector",
     "typicality",
+    "waic",
 ]

@@ -14,10 +14,11 @@ Out-of-Distribution Inputs to Deep Generative Models Using Typicality", 2019
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxood.detectors.detector import Detector
-from jaxood.typing import Array
+from jaxood.typing import Array, PRNGKey
 
 
 def _fit(nll_in: Array) -> dict[str, Array]:
@@ -43,3 +44,36 @@ def typicality() -> Detector:
     """The typicality test as a :class:`Detector` of NLLs in nats (or bits/dim,
     as long as fit and score use the same unit)."""
     return Detector(_fit, _score)
+
+
+def bootstrap_threshold(
+    key: PRNGKey,
+    stats: dict[str, Array],
+    nll_val: Array,
+    group_size: int,
+    *,
+    num_bootstrap: int = 50,
+    alpha: float = 0.99,
+) -> Array:
+    """The test's threshold ε_M^α: α-quantile of the statistic over K bootstrap groups.
+
+    Each of the K groups draws ``group_size`` held-out ID validation NLLs with
+    replacement (Nalisnick et al.'s Algorithm 1); an input group is declared OOD when
+    its score exceeds the threshold. AUROCs use the score itself.
+
+    Args:
+        key: PRNG key of the resampling.
+        stats: from ``typicality().fit`` on training NLLs.
+        nll_val: ``(N,)`` held-out ID NLLs (same unit as ``stats``).
+        group_size: M.
+        num_bootstrap: K.
+        alpha: quantile level.
+
+    Returns:
+        Scalar threshold.
+    """
+    nll_val = jnp.asarray(nll_val)
+    if group_size < 1 or num_bootstrap < 1 or not 0.0 < alpha < 1.0:
+        raise ValueError("Need group_size ≥ 1, num_bootstrap ≥ 1 and 0 < alpha < 1.")
+    index = jax.random.randint(key, (num_bootstrap, group_size), 0, nll_val.shape[0])
+    return jnp.quantile(_score(stats, nll_val[index]), alpha)
