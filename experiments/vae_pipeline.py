@@ -231,7 +231,13 @@ def _pair_metrics(score_in: np.ndarray, score_out: np.ndarray) -> dict:
 def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     """Every detector's scores on every set; cached in ``scores.npz``."""
     path = workdir / setting / kind / "scores.npz"
-    if path.exists():
+    recorded = path.with_name("score_config.json")
+    wanted = json.loads(json.dumps(config.score.to_dict()))
+    if (
+        path.exists()
+        and recorded.exists()
+        and json.loads(recorded.read_text()) == wanted
+    ):
         return dict(np.load(path))
     model = build_model(config, kind)
     sc = config.score
@@ -260,6 +266,7 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     tmp = path.with_name("scores.tmp.npz")
     np.savez(tmp, **scores)
     tmp.replace(path)
+    write_json(recorded, wanted)  # scores of another scoring config are recomputed
     return scores
 
 
