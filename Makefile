@@ -8,7 +8,7 @@ export JAXOOD_DATA_DIR ?= $(CURDIR)/data
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test lint format data reproduce tables ship bench clean
+.PHONY: run test lint format data reproduce vae tables ship bench clean
 
 # (Re)install whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt pyproject.toml
@@ -42,7 +42,12 @@ format: $(STAMP)
 # directory already finished it; then regenerates the tables of the READMEs.
 reproduce: data
 	$(PY) -m experiments.main $(RUN_FLAGS) --config.checkpoints= --mode all
+	$(PY) -m experiments.vae_pipeline --config experiments/configs/vae_ood.py --workdir runs/vae_ood
 	$(PY) -m experiments.tables
+
+# The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).
+vae: data
+	$(PY) -m experiments.vae_pipeline --config experiments/configs/vae_ood.py --workdir runs/vae_ood
 
 # Regenerate experiments/README.md and the README results block from runs/.
 tables: $(STAMP)
@@ -60,6 +65,7 @@ $(BENCH_VENV)/.installed: benchmarks/requirements.txt
 
 bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.flow_throughput --torch-python $(BENCH_VENV)/bin/python
+	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) runs
