@@ -317,9 +317,31 @@ images whose pixels are multiplied by s (the paper does not name its dataset pai
 
 {chr(10).join(scaling_lines)}
 
+{_scaling_sentence(scaling, scales)}
+
 Plots: `runs/vae_ood/hole_histograms.png`, `runs/vae_ood/scaling.png`; report
 `runs/vae_ood/report.md`.
 """
+
+
+def _scaling_sentence(scaling: dict, scales: list[str]) -> str:
+    if not {"vanilla", "lipschitz"} <= set(scaling) or not scales:
+        return ""
+    vanilla, lipschitz = scaling["vanilla"], scaling["lipschitz"]
+    last = scales[-1]
+    held = min(lipschitz[s] for s in scales)
+    verdict = (
+        "the paper's finding is reproduced: the unbounded encoder maps bright "
+        "outliers to far-away codes whose reconstructions are uniformly bad (low "
+        "spread), the compact one keeps them where the holes are"
+        if vanilla[last] < held - 0.2
+        else "the paper's contrast between the two encoders does not show here"
+    )
+    return (
+        f"At ×{last} the vanilla VAE's hole indicator is at {100 * vanilla[last]:.1f} "
+        f"AUROC, while the Lipschitz VAE never falls below {100 * held:.1f}: "
+        f"{verdict}."
+    )
 
 
 def main(argv=None) -> None:
