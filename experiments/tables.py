@@ -331,9 +331,9 @@ def _scaling_sentence(scaling: dict, scales: list[str]) -> str:
     last = scales[-1]
     held = min(lipschitz[s] for s in scales)
     verdict = (
-        "the paper's finding is reproduced: the unbounded encoder maps bright "
-        "outliers to far-away codes whose reconstructions are uniformly bad (low "
-        "spread), the compact one keeps them where the holes are"
+        "the paper's finding is reproduced (presumably the unbounded encoder sends "
+        "bright outliers to far-away codes whose sampled reconstructions barely "
+        "differ, while the compact one keeps them among the holes)"
         if vanilla[last] < held - 0.2
         else "the paper's contrast between the two encoders does not show here"
     )
