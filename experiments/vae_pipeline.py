@@ -155,7 +155,8 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     finally:
         checkpoints.close()
     params = jax.tree.map(jnp.asarray, best.params)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
     write_json(
         run / "summary.json",
         {

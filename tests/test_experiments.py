@@ -123,9 +123,11 @@ def test_lid_pipeline_on_the_smoke_run(smoke_run):
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
     curves = results["lidl"]["mean_curves"]
     assert set(curves) == {"id_test", "ood/mnist_5k"}
-    # LIDL falls from about D at tiny δ towards 0 at large δ.
+    # LIDL is about D = 1024 at tiny δ and falls towards 0 at large δ (in between
+    # the z-dependent term of the formula may lift it above D).
     for curve in curves.values():
-        assert curve[0] > curve[-1] and 0.0 <= min(curve) <= max(curve) <= 1024.5
+        assert abs(curve[0] - 1024) < 2.0 and curve[-1] < 0.05 * curve[0]
+        assert min(curve) >= 0.0
     for pair in ("mnist_5k",):
         r = results["pairs"][pair]
         assert 0.0 <= r["rank_and"] <= 1.0

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from jaxood import data, detectors, lid, train, vae
-from jaxood.nets.lipschitz import group_sort, project_l1_rows, project_simplex
+from jaxood.nets.lipschitz import (
+    group_sort,
+    project_l1_rows,
+    project_simplex,
+    project_simplex_sorted,
+)
 
 TRAIN_STEPS = 300
 
@@ -142,6 +147,15 @@ def test_simplex_projection(key):
     others = jax.random.dirichlet(jax.random.fold_in(key, 1), jnp.ones(17), (50, 500))
     best = jnp.sum((p - y) ** 2, axis=-1)
     assert bool(jnp.all(jnp.sum((others - y[:, None]) ** 2, axis=-1) >= best[:, None]))
+    # Equal to the sort-based algorithm in values and gradients, at every scale.
+    for scale in (0.01, 0.3, 2.0, 50.0):
+        v = y * scale
+        np.testing.assert_allclose(
+            project_simplex(v), project_simplex_sorted(v), atol=2e-6
+        )
+        g = jax.grad(lambda a: jnp.sum(project_simplex(a) ** 3))(v)
+        g_ref = jax.grad(lambda a: jnp.sum(project_simplex_sorted(a) ** 3))(v)
+        np.testing.assert_allclose(g, g_ref, atol=5e-6)
     w = project_l1_rows(y)
     assert bool(jnp.all(jnp.sum(jnp.abs(w), axis=-1) <= 1.0 + 1e-5))
     small = y / (10.0 * jnp.sum(jnp.abs(y), axis=-1, keepdims=True))

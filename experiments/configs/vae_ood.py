@@ -9,7 +9,7 @@ plus the intensity-scaling ablation (OOD pixels × s) for vanilla vs Lipschitz.
     python -m experiments.vae_pipeline --config experiments/configs/vae_ood.py \
         --workdir runs/vae_ood
 
-Variants (``...vae_ood.py:VARIANT``): ``default`` (2 CPU cores, about 30 minutes
+Variants (``...vae_ood.py:VARIANT``): ``default`` (2 CPU cores, about 40 minutes
 of training and scoring), ``smoke`` (seconds, for tests). Expect the hole indicator
 to beat the raw likelihood on FMNIST → MNIST (anchor 87.37 AUROC, S-VAE) and the
 vanilla VAE's hole indicator to collapse at large intensity scales while the
