@@ -21,10 +21,16 @@ import shutil
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments.run_dir import (
+    best_params,
+    check_fingerprint,
+    subset,
+    train_seconds,
+    write_json,
+)
 from jaxood import checkpoint, data, detectors, flows, metrics, train
 from jaxood.data import builders, sources
 from jaxood.flows.losses import nll_loss, outlier_loss
@@ -48,13 +54,6 @@ def _prepare_images(images: np.ndarray, size: int) -> np.ndarray:
     return images if images.shape[1] == size else data.resize(images, size)
 
 
-def _subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if len(images) <= limit:
-        return images
-    index = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
-    return images[index]
-
-
 def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """uint8 images at the model size: training/validation/test and every OOD set."""
     size, seed = config.data.image_size, config.seed
@@ -65,19 +64,17 @@ def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     sets = {
         "id_train": images[train_idx],
         "id_val": images[val_idx],
-        "id_test": _subset(
+        "id_test": subset(
             data.load(config.data.id_dataset, "test"), config.data.max_eval, seed
         ),
         "general_train": data.load(config.data.general_dataset, "train"),
-        "general_val": _subset(
+        "general_val": subset(
             data.load(config.data.general_dataset, "test"), config.data.val_size, seed
         ),
     }
     for entry in config.data.ood:
         name, split = entry.split(":")
-        sets[f"ood/{name}"] = _subset(
-            data.load(name, split), config.data.max_eval, seed
-        )
+        sets[f"ood/{name}"] = subset(data.load(name, split), config.data.max_eval, seed)
     return {k: _prepare_images(v, size) for k, v in sets.items()}
 
 
@@ -95,13 +92,6 @@ def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
         "stages": config.stages.to_dict(),
     }
     return json.loads(json.dumps(fingerprint))  # tuples become lists, as on disk
-
-
-def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
 
 
 def _shipped(config, stage: str) -> Path | None:
@@ -132,18 +122,6 @@ def _val_fn(model, images):
     return evaluate
 
 
-def _train_seconds(stage_dir: Path) -> float:
-    path = stage_dir / "metrics.jsonl"
-    if not path.exists():
-        return 0.0
-    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    total, previous = 0.0, 0
-    for r in records:
-        total += r["seconds_per_step"] * (r["step"] - previous)
-        previous = r["step"]
-    return total
-
-
 def train_stage(
     config,
     workdir: Path,
@@ -167,12 +145,7 @@ def train_stage(
     restored_marker = stage_dir / "restored_from"
     fingerprint = _fingerprint(config, stage)
     if final.is_dir():
-        recorded = json.loads((stage_dir / "config.json").read_text())
-        if recorded != fingerprint:
-            raise RuntimeError(
-                f"{stage_dir} was trained with another configuration. Use another "
-                "--workdir, or delete that directory to train again."
-            )
+        check_fingerprint(stage_dir, fingerprint)
         if not (restored_marker.exists() and not config.checkpoints):
             return checkpoint.load_params(final, init_params)
         # Restored from a shipped checkpoint, but shipped ones are now disabled
@@ -218,19 +191,13 @@ def train_stage(
     )
     params, chosen_step = state.params, steps
     if select == "best":
-        checkpoints = checkpoint.RunCheckpoints(stage_dir / "checkpoints")
-        try:
-            best = checkpoints.restore_best(state)
-            params = jax.tree.map(jnp.asarray, train.TrainState(*best).params)
-            chosen_step = checkpoints.best.best_step()
-        finally:
-            checkpoints.close()
+        params, chosen_step = best_params(stage_dir, state)
     summary = {
         "steps": steps,
         "selected": select,
         "selected_step": chosen_step,
         "num_skipped": int(state.num_skipped),
-        "train_seconds": _train_seconds(stage_dir),
+        "train_seconds": train_seconds(stage_dir),
         **_val_fn(model, val_images)(params),
     }
     write_json(stage_dir / "summary.json", summary)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import flow_pipeline, report
+from experiments import flow_pipeline, report, run_dir
 from experiments.configs import glow_fmnist
 from jaxood import checkpoint, data, detectors, lid, metrics
 
@@ -159,7 +159,7 @@ def run(
             for name in ("id_test", *ood_sets)
         },
     }  # fmt: skip
-    flow_pipeline.write_json(out / "results.json", results)
+    run_dir.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
 

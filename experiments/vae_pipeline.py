@@ -15,10 +15,8 @@ the tables of ``experiments/README.md``.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
-import math
 import time
 from pathlib import Path
 
@@ -29,8 +27,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.flow_pipeline import write_json
+from experiments.run_dir import (
+    best_params,
+    check_fingerprint,
+    subset,
+    train_seconds,
+    write_json,
+)
 from jaxood import checkpoint, data, detectors, metrics, train, vae
+from jaxood.batching import map_batches
 from jaxood.data import sources
 
 DETECTORS = {
@@ -61,12 +66,6 @@ def build_model(config, kind: str, image_shape=(28, 28, 1)) -> vae.VAE:
     )
 
 
-def _subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if len(images) <= limit:
-        return images
-    return images[np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])]
-
-
 def load_sets(config, setting: str) -> dict[str, np.ndarray]:
     """uint8 ``(N, 28, 28, 1)`` sets: id_train, id_val, id_test and ``ood/<name>``."""
     s = config.settings[setting]
@@ -75,17 +74,13 @@ def load_sets(config, setting: str) -> dict[str, np.ndarray]:
     limit = config.score.max_eval
     sets = {
         "id_train": images[train_idx],
-        "id_val": _subset(images[val_idx], limit, config.seed),
-        "id_test": _subset(data.load(setting, s.test_split), limit, config.seed),
+        "id_val": subset(images[val_idx], limit, config.seed),
+        "id_test": subset(data.load(setting, s.test_split), limit, config.seed),
     }
     for entry in s.ood:
         name, split = entry.split(":")
-        sets[f"ood/{name}"] = _subset(data.load(name, split), limit, config.seed)
+        sets[f"ood/{name}"] = subset(data.load(name, split), limit, config.seed)
     return sets
-
-
-def _to_unit(images: np.ndarray) -> jnp.ndarray:
-    return jnp.asarray(images, jnp.float32) / 255.0
 
 
 def _fingerprint(config, setting: str, kind: str) -> dict:
@@ -110,23 +105,19 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     final = run / "final_params"
     fingerprint = _fingerprint(config, setting, kind)
     if final.is_dir():
-        if json.loads((run / "config.json").read_text()) != fingerprint:
-            raise RuntimeError(
-                f"{run} was trained with another configuration. Use another "
-                "--workdir, or delete that directory to train again."
-            )
+        check_fingerprint(run, fingerprint)
         return checkpoint.load_params(final, template)
     write_json(run / "config.json", fingerprint)
     tc = config.train
     optimizer = train.make_optimizer(tc.learning_rate, optimizer="adam")
     loss = vae.negative_elbo_loss(model)
-    train_images, val_images = sets["id_train"], _to_unit(sets["id_val"])
+    train_images, val_images = sets["id_train"], data.to_unit_interval(sets["id_val"])
     val_images = val_images[: tc.eval_images]
     seed = config.seed
 
     def batch_fn(step):
         index = train.epoch_batch_indices(len(train_images), tc.batch_size, step, seed)
-        return _to_unit(train_images[index])
+        return data.to_unit_interval(train_images[index])
 
     @jax.jit
     def val_loss(params):
@@ -148,15 +139,7 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
         progress_metric=lambda r: {k: r[k] for k in ("loss", "val_loss") if k in r},
         description=f"{setting}/{kind}",
     )
-    checkpoints = checkpoint.RunCheckpoints(run / "checkpoints")
-    try:
-        best = train.TrainState(*checkpoints.restore_best(state))
-        best_step = checkpoints.best.best_step()
-    finally:
-        checkpoints.close()
-    params = jax.tree.map(jnp.asarray, best.params)
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
+    params, best_step = best_params(run, state)
     write_json(
         run / "summary.json",
         {
@@ -164,9 +147,7 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
             "selected_step": best_step,
             "val_negative_elbo": float(val_loss(params)),
             "num_skipped": int(state.num_skipped),
-            "train_seconds": float(
-                sum(r["seconds_per_step"] * tc.log_every for r in records)
-            ),
+            "train_seconds": train_seconds(run),
             "session_seconds": time.perf_counter() - tic,
         },
     )
@@ -174,49 +155,32 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     return params
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size"))
-def _iwae_and_hole(model, params, x, key, num_samples, chunk_size):
-    log_lik, weights = vae.importance_terms(
-        model, params, x, key, num_samples, chunk_size=chunk_size
-    )
-    iwae = jax.nn.logsumexp(weights, axis=-1) - math.log(num_samples)
-    return iwae, detectors.hole_indicator(log_lik)
-
-
 def iwae_and_hole(model, params, images, key, sc, batch_size=100, desc="score"):
-    """IWAE log p (nats) and hole indicator of float images, fixed-shape batches."""
-    out_iwae, out_hole = [], []
-    for i, start in enumerate(
-        tqdm(range(0, len(images), batch_size), desc=desc, leave=False, disable=None)
-    ):
-        batch = images[start : start + batch_size]
-        real = len(batch)
-        if real < batch_size:  # pad with copies: one compiled shape
-            pad = jnp.repeat(batch[-1:], batch_size - real, axis=0)
-            batch = jnp.concatenate([batch, pad])
-        iwae, hole = _iwae_and_hole(
+    """IWAE log p (nats) and hole indicator of [0, 1] images, from the same draws."""
+
+    def one(i, batch):
+        log_lik, iwae = vae.importance_estimates(
             model, params, batch, jax.random.fold_in(key, i), sc.num_samples,
             sc.chunk_size,
         )  # fmt: skip
-        out_iwae.append(np.asarray(iwae)[:real])
-        out_hole.append(np.asarray(hole)[:real])
-    return np.concatenate(out_iwae), np.concatenate(out_hole)
+        return iwae, detectors.hole_indicator(log_lik)
+
+    return map_batches(one, images, batch_size, desc=desc)
 
 
 def _regret(model, params, images, key, sc, batch_size=50):
-    values = []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        r = detectors.likelihood_regret(
+    def one(i, batch):
+        return detectors.likelihood_regret(
             model,
             params,
-            images[start : start + batch_size],
+            batch,
             jax.random.fold_in(key, i),
             steps=sc.regret_steps,
             num_samples=sc.regret_samples,
             chunk_size=min(sc.chunk_size, sc.regret_samples),
-        )
-        values.append(np.asarray(r.regret))
-    return np.concatenate(values)
+        ).regret
+
+    return map_batches(one, images, batch_size, desc="regret")
 
 
 def _pair_metrics(score_in: np.ndarray, score_out: np.ndarray) -> dict:
@@ -246,7 +210,7 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     scores = {}
     names = [k for k in sets if k != "id_train"]
     for i, name in enumerate(tqdm(names, desc=f"{setting}/{kind}", disable=None)):
-        images = _to_unit(sets[name])
+        images = data.to_unit_interval(sets[name])
         iwae, hole = iwae_and_hole(
             model, params, images, jax.random.fold_in(key, i), sc, desc=name
         )
@@ -257,7 +221,7 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
                 jax.random.fold_in(key, 100 + i), sc,
             )  # fmt: skip
     if setting == sc.scaling_setting and config.models[kind].latent == "gaussian":
-        ood = _to_unit(sets[f"ood/{sc.scaling_ood}"])
+        ood = data.to_unit_interval(sets[f"ood/{sc.scaling_ood}"])
         for s in sc.scales:
             _, hole = iwae_and_hole(
                 model, params, ood * s, jax.random.fold_in(key, 200 + s), sc,
@@ -299,13 +263,12 @@ def summarise(config, all_scores: dict, summaries: dict) -> dict:
         },
         "training": summaries,
         "pairs": {},
-        "bpd": {},
+        "mean_nll_nats": {},  # IWAE; not bits/dim: Bernoulli is no pmf
         "scaling": {},
     }
     for (setting, kind), scores in all_scores.items():
-        num_dims = 28 * 28
-        results["bpd"].setdefault(setting, {})[kind] = {
-            name.removesuffix("/log_p"): float(data.bits_per_dim(-np.mean(v), num_dims))
+        results["mean_nll_nats"].setdefault(setting, {})[kind] = {
+            name.removesuffix("/log_p"): float(-np.mean(v))
             for name, v in scores.items()
             if name.endswith("/log_p")
         }

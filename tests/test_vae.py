@@ -8,19 +8,31 @@ import numpy as np
 import pytest
 
 from jaxood import data, detectors, lid, train, vae
-from jaxood.nets.lipschitz import (
-    group_sort,
-    project_l1_rows,
-    project_simplex,
-    project_simplex_sorted,
-)
+from jaxood.nets.lipschitz import group_sort, project_l1_rows, project_simplex
 
 TRAIN_STEPS = 300
 
 
+def project_simplex_sorted(y):
+    """The textbook sort-based simplex projection (Duchi et al. 2008, Algorithm 1).
+
+    With u = y sorted decreasingly, ``K = max{k : (Σ_{r≤k} u_r − 1)/k < u_k}`` and
+    ``τ = (Σ_{k≤K} u_k − 1)/K``; returns ``max(y − τ, 0)``. The reference that
+    :func:`project_simplex` is tested against.
+    """
+    u = -jnp.sort(-y, axis=-1)
+    cumulative = jnp.cumsum(u, axis=-1) - 1.0
+    k = jnp.arange(1, y.shape[-1] + 1, dtype=y.dtype).reshape(
+        (1,) * (y.ndim - 1) + (-1,)
+    )
+    # The condition holds for a prefix of k, so the largest valid k is its count.
+    count = jnp.sum(cumulative / k < u, axis=-1, keepdims=True)
+    tau = jnp.take_along_axis(cumulative, count - 1, axis=-1) / count.astype(y.dtype)
+    return jnp.maximum(y - tau, 0.0)
+
+
 def _images(data_dir, n: int, dataset: str = "fashion_mnist") -> jnp.ndarray:
-    images = data.load(dataset, "test", data_dir=data_dir)[:n]
-    return jnp.asarray(images, jnp.float32) / 255.0
+    return data.to_unit_interval(data.load(dataset, "test", data_dir=data_dir)[:n])
 
 
 def _train(model, images, steps: int, seed: int = 0):

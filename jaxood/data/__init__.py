@@ -16,6 +16,7 @@ from jaxood.data.preprocess import (
     resize,
     to_model_space,
     to_uint8,
+    to_unit_interval,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "resize",
     "to_model_space",
     "to_uint8",
+    "to_unit_interval",
 ]

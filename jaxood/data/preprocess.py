@@ -69,6 +69,19 @@ def to_model_space(images: Array) -> Array:
     return (jnp.asarray(images, jnp.float32) + 0.5) / NUM_BINS - 0.5
 
 
+def to_unit_interval(images: Array) -> Array:
+    """8-bit pixels divided by 255: the [0, 1] input space of the VAEs.
+
+    Args:
+        images: uint8 ``(N, H, W, C)`` pixels.
+
+    Returns:
+        float32 ``(N, H, W, C)`` in [0, 1]; the bin of x is ``round(255 x)``.
+    """
+    _check_uint8_images(images)
+    return jnp.asarray(images, jnp.float32) / (NUM_BINS - 1)
+
+
 def to_uint8(x: Array) -> Array:
     """Inverse of the model-space map (floor to the bin), clipped to 0..255."""
     k = jnp.floor((jnp.asarray(x) + 0.5) * NUM_BINS)

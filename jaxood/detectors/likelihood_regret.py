@@ -17,7 +17,6 @@ weight decay 5e-5, IWAE with 1,000 samples before and after).
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -25,7 +24,13 @@ import jax.numpy as jnp
 
 from jaxood.train import make_optimizer
 from jaxood.typing import Array, Params, PRNGKey
-from jaxood.vae.model import VAE, check_images, elbo, importance_terms
+from jaxood.vae.model import (
+    VAE,
+    check_images,
+    elbo,
+    importance_terms,
+    iwae_bound,
+)
 
 
 class LikelihoodRegret(NamedTuple):
@@ -36,30 +41,27 @@ class LikelihoodRegret(NamedTuple):
     log_p_after: Array  # (B,)
 
 
-def _refit_step(model: VAE, optimizer):
-    """One Adam step of every input's own encoder copy (vmapped over inputs)."""
-
-    def one(encoder, opt_state, decoder, image, key):
-        def loss(enc):
-            p = {"encoder": enc, "decoder": decoder}
-            return -elbo(model, p, image[None], key)[0]
-
-        updates, opt_state = optimizer.update(
-            jax.grad(loss)(encoder), opt_state, encoder
-        )
-        return jax.tree.map(jnp.add, encoder, updates), opt_state
-
-    return jax.vmap(one, in_axes=(0, 0, None, 0, 0))
+def _adam(learning_rate: float, weight_decay: float):
+    return make_optimizer(learning_rate, optimizer="adam", weight_decay=weight_decay)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "learning_rate", "weight_decay"))
-def _refit_steps_jit(
+def _refit_step(
     model, encoders, opt_states, decoder, x, keys, learning_rate, weight_decay
 ):
-    optimizer = make_optimizer(
-        learning_rate, optimizer="adam", weight_decay=weight_decay
-    )
-    return _refit_step(model, optimizer)(encoders, opt_states, decoder, x, keys)
+    """One Adam step of every input's own encoder copy (vmapped over inputs)."""
+    optimizer = _adam(learning_rate, weight_decay)
+
+    def one(encoder, opt_state, image, key):
+        def loss(enc):
+            params = {"encoder": enc, "decoder": decoder}
+            return -elbo(model, params, image[None], key)[0]
+
+        grads = jax.grad(loss)(encoder)
+        updates, opt_state = optimizer.update(grads, opt_state, encoder)
+        return jax.tree.map(jnp.add, encoder, updates), opt_state
+
+    return jax.vmap(one)(encoders, opt_states, x, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size"))
@@ -73,7 +75,7 @@ def _iwae_per_input(model, encoders, decoder, x, keys, num_samples, chunk_size):
             num_samples,
             chunk_size=chunk_size,
         )
-        return jax.nn.logsumexp(weights[0]) - math.log(num_samples)
+        return iwae_bound(weights[0])
 
     return jax.vmap(one)(encoders, x, keys)
 
@@ -117,15 +119,13 @@ def likelihood_regret(
     copies = jax.tree.map(
         lambda a: jnp.broadcast_to(a, (batch, *a.shape)), params["encoder"]
     )
-    optimizer = make_optimizer(
-        learning_rate, optimizer="adam", weight_decay=weight_decay
-    )
-    encoders, opt_states = copies, jax.vmap(optimizer.init)(copies)
+    encoders = copies
+    opt_states = jax.vmap(_adam(learning_rate, weight_decay).init)(copies)
     # A host loop of jitted steps: on XLA:CPU a conv weight-gradient inside a
     # while loop (lax.fori_loop) runs ~8x slower here (shared/specs/performance.md).
     for i in range(steps):
         step_keys = jax.random.split(jax.random.fold_in(fit_key, i), batch)
-        encoders, opt_states = _refit_steps_jit(
+        encoders, opt_states = _refit_step(
             model, encoders, opt_states, params["decoder"], x, step_keys,
             learning_rate, weight_decay,
         )  # fmt: skip

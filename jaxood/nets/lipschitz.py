@@ -25,24 +25,6 @@ from flax import nnx
 from jaxood.typing import Array
 
 
-def project_simplex_sorted(y: Array) -> Array:
-    """The textbook sort-based simplex projection (Duchi et al. 2008, Algorithm 1).
-
-    With u = y sorted decreasingly, ``K = max{k : (Σ_{r≤k} u_r − 1)/k < u_k}`` and
-    ``τ = (Σ_{k≤K} u_k − 1)/K``; returns ``max(y − τ, 0)``. The reference that
-    :func:`project_simplex` is tested against.
-    """
-    u = -jnp.sort(-y, axis=-1)
-    cumulative = jnp.cumsum(u, axis=-1) - 1.0
-    k = jnp.arange(1, y.shape[-1] + 1, dtype=y.dtype).reshape(
-        (1,) * (y.ndim - 1) + (-1,)
-    )
-    # The condition holds for a prefix of k, so the largest valid k is its count.
-    count = jnp.sum(cumulative / k < u, axis=-1, keepdims=True)
-    tau = jnp.take_along_axis(cumulative, count - 1, axis=-1) / count.astype(y.dtype)
-    return jnp.maximum(y - tau, 0.0)
-
-
 def project_simplex(y: Array, *, bisection_steps: int = 40) -> Array:
     """Euclidean projection of each row of ``y`` onto the probability simplex.
 
@@ -52,7 +34,7 @@ def project_simplex(y: Array, *, bisection_steps: int = 40) -> Array:
     likelihood-regret re-fit) the support ``{y > τ}`` is found by bisection of the
     decreasing ``Σ max(y − t, 0) − 1`` on ``[max y − 1, max y]``; τ is then the exact,
     differentiable formula over that support, so values and gradients are those of
-    the sort-based algorithm.
+    the sort-based algorithm (tested against it).
 
     Args:
         y: ``(..., N)``; the last axis is projected.

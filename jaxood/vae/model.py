@@ -244,13 +244,35 @@ def importance_terms(
     return to_batch_major(log_lik), to_batch_major(weight)
 
 
+def iwae_bound(weights: Array) -> Array:
+    """``log (1/k) Σ_i w_i`` over the last axis of k log importance weights (nats)."""
+    return jax.nn.logsumexp(weights, axis=-1) - math.log(weights.shape[-1])
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size"))
-def _importance_jit(model, params, x, key, num_samples, chunk_size):
+def _importance_estimates(model, params, x, key, num_samples, chunk_size):
     log_lik, weights = importance_terms(
         model, params, x, key, num_samples, chunk_size=chunk_size
     )
-    iwae = jax.nn.logsumexp(weights, axis=-1) - math.log(num_samples)
-    return log_lik, iwae
+    return log_lik, iwae_bound(weights)
+
+
+def importance_estimates(
+    model: VAE,
+    params: Params,
+    x: Array,
+    key: PRNGKey,
+    num_samples: int = 100,
+    chunk_size: int | None = None,
+) -> tuple[Array, Array]:
+    """Decoder log-likelihoods and the IWAE estimate from one set of draws (jitted).
+
+    Returns:
+        ``log p(x | z_i)`` ``(B, num_samples)`` (what the hole indicator spreads) and
+        the IWAE estimate ``log (1/k) Σ_i p(x, z_i)/q(z_i|x)`` ``(B,)``, in nats.
+    """
+    check_images(model, x)
+    return _importance_estimates(model, params, x, key, num_samples, chunk_size)
 
 
 def log_prob(
@@ -261,16 +283,12 @@ def log_prob(
     num_samples: int = 100,
     chunk_size: int | None = None,
 ) -> Array:
-    """The IWAE estimate ``log (1/k) Σ_i p(x, z_i)/q(z_i|x)`` of log p(x), in nats.
+    """The IWAE estimate of log p(x), ``(B,)`` nats (:func:`importance_estimates`).
 
     A lower bound in expectation that grows with k = ``num_samples`` towards
-    log p(x); k = 1 is the ELBO with a sampled KL. Jitted (model static).
-
-    Returns:
-        ``(B,)`` log-likelihood estimates in nats.
+    log p(x); k = 1 is the ELBO with a sampled KL.
     """
-    check_images(model, x)
-    return _importance_jit(model, params, x, key, num_samples, chunk_size)[1]
+    return importance_estimates(model, params, x, key, num_samples, chunk_size)[1]
 
 
 def decoder_log_likelihoods(
@@ -281,12 +299,9 @@ def decoder_log_likelihoods(
     num_samples: int = 100,
     chunk_size: int | None = None,
 ) -> Array:
-    """``log p(x | z_i)`` for z_i ~ q(z|x), ``(B, num_samples)`` nats (hole indicator).
-
-    The same draws as :func:`log_prob` with the same key.
-    """
-    check_images(model, x)
-    return _importance_jit(model, params, x, key, num_samples, chunk_size)[0]
+    """``log p(x | z_i)``, z_i ~ q(z|x), ``(B, num_samples)`` nats: the same draws as
+    :func:`log_prob` with the same key (:func:`importance_estimates`)."""
+    return importance_estimates(model, params, x, key, num_samples, chunk_size)[0]
 
 
 def sample(model: VAE, params: Params, key: PRNGKey, num: int) -> Array:

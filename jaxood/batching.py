@@ -1,0 +1,48 @@
+"""Apply a jitted function over a large array in fixed-shape batches, with progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def map_batches(
+    fn: Callable[[int, Any], Any],
+    x,
+    batch_size: int,
+    *,
+    desc: str = "batches",
+):
+    """``fn(batch_index, batch)`` over consecutive batches of ``x``, outputs joined.
+
+    The last batch is padded with copies of its final element so that every call
+    has the same shape (one compilation); the padded rows are dropped from the
+    outputs.
+
+    Args:
+        fn: returns a pytree of arrays with a leading batch axis.
+        x: array with a leading example axis.
+        batch_size: examples per call.
+        desc: progress-bar label.
+
+    Returns:
+        The pytree of ``fn``'s outputs as numpy arrays concatenated over batches.
+    """
+    n = len(x)
+    if n == 0:
+        raise ValueError(f"{desc}: no examples.")
+    outputs = []
+    starts = range(0, n, batch_size)
+    for i, start in enumerate(tqdm(starts, desc=desc, leave=False, disable=None)):
+        batch = x[start : start + batch_size]
+        real = len(batch)
+        if real < batch_size:
+            pad = np.repeat(np.asarray(batch[-1:]), batch_size - real, axis=0)
+            batch = np.concatenate([np.asarray(batch), pad])
+        out = fn(i, batch)
+        outputs.append(jax.tree.map(lambda a, r=real: np.asarray(a)[:r], out))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
