@@ -8,6 +8,12 @@ Stages, each a sub-directory of the run directory with its own ``config.json``,
    (ActNorms keep their values, as in the reference code).
 3. ``id_outlier``: the same fine-tuning plus the outlier loss against the frozen
    general model.
+4. ``background`` (Ren et al. 2019): from scratch on mutated ID images, L2 λ.
+5. ``ensemble_0`` … ``ensemble_{K-1}`` (WAIC): from scratch on the ID images, one
+   seed each.
+
+Stages 4 and 5 are the baseline models: trained when ``config.train_baseline_models``
+(make reproduce), otherwise used only if a finished run directory holds them.
 
 A finished stage is never redone; an interrupted one resumes from its latest
 checkpoint; a stage whose configuration matches a shipped checkpoint
@@ -24,6 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import flow_baselines
 from experiments.run_dir import (
     best_params,
     check_fingerprint,
@@ -37,6 +44,7 @@ from jaxood.flows.losses import nll_loss, outlier_loss
 from jaxood.flows.scoring import log_prob_images
 
 STAGES = ("general", "id", "id_outlier")
+BASELINE_STAGES = ("background", "ensemble")  # "ensemble" = ensemble_0, ensemble_1, …
 DETECTORS = {
     "likelihood": "−log p(x) of the ID model",
     "final_scale": "−lp₂(x): final (4×4) scale of the ID model",
@@ -89,9 +97,23 @@ def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
         },
         "model": config.model.to_dict(),
         "train": config.train.to_dict(),
-        "stages": config.stages.to_dict(),
     }
+    if stage in STAGES:
+        fingerprint["stages"] = config.stages.to_dict()
+    elif stage == "background":
+        fingerprint["background"] = config.background.to_dict()
+    else:  # an ensemble member: the ensemble size does not change its params
+        fingerprint["ensemble_steps"] = config.ensemble.steps
     return json.loads(json.dumps(fingerprint))  # tuples become lists, as on disk
+
+
+def _stage_index(stage: str) -> int:
+    """A distinct integer per stage, folded into the training key."""
+    if stage in STAGES:
+        return STAGES.index(stage)
+    if stage == "background":
+        return len(STAGES)
+    return 100 + int(stage.removeprefix("ensemble_"))
 
 
 def _shipped(config, stage: str) -> Path | None:
@@ -133,12 +155,14 @@ def train_stage(
     batch_fn,
     steps,
     select="best",
+    weight_decay=None,
 ):
     """Trains (or resumes, or restores) one stage; returns its params.
 
     ``select`` picks the validation-best state (``"best"``) or the last one
     (``"final"``, as the reference does for the outlier-loss model, whose validation
-    NLL ignores the outlier term).
+    NLL ignores the outlier term). ``weight_decay`` overrides
+    ``config.train.weight_decay`` (the background model's L2 λ).
     """
     stage_dir = workdir / stage
     final = stage_dir / "final_params"
@@ -170,7 +194,7 @@ def train_stage(
         optimizer=tc.optimizer,
         warmup_steps=tc.warmup_steps,
         clip_norm=tc.clip_norm,
-        weight_decay=tc.weight_decay,
+        weight_decay=tc.weight_decay if weight_decay is None else weight_decay,
     )
     val_images = sets["general_val" if stage == "general" else "id_val"][
         : tc.eval_images
@@ -181,7 +205,7 @@ def train_stage(
         train_step=train.make_train_step(loss_fn, optimizer),
         batch_fn=batch_fn,
         num_steps=steps,
-        key=jax.random.fold_in(jax.random.key(config.seed), STAGES.index(stage)),
+        key=jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage)),
         eval_fn=_val_fn(model, val_images),
         eval_every=tc.eval_every,
         log_every=tc.log_every,
@@ -241,23 +265,75 @@ def train_all(config, workdir: Path, sets) -> dict:
         loss, lambda step: (inliers(step), outliers(step), general), sc.outlier_steps,
         select="final",
     )  # fmt: skip
+    params.update(_train_baseline_models(config, workdir, sets, model, batches))
+    return params
+
+
+def _finished(config, workdir: Path, stage: str) -> bool:
+    return (workdir / stage / "final_params").is_dir() and json.loads(
+        (workdir / stage / "config.json").read_text()
+    ) == _fingerprint(config, stage)
+
+
+def _train_baseline_models(config, workdir: Path, sets, model, batches) -> dict:
+    """Ren et al.'s background Glow and the WAIC ensemble: trained when
+    ``config.train_baseline_models``, else only the finished ones are loaded."""
+    id_images = sets["id_train"]
+    init_count = config.train.init_images
+    bc, ec = config.background, config.ensemble
+    wanted = ["background"] + [f"ensemble_{k}" for k in range(ec.size)]
+    params = {}
+    for stage in wanted:
+        if not (config.train_baseline_models or _finished(config, workdir, stage)):
+            continue
+        index = _stage_index(stage)
+        init_key, data_key = jax.random.split(jax.random.key(config.seed + index))
+        init_images = id_images[:init_count]
+        if stage == "background":
+            init_images = data.mutate(data_key, init_images, bc.mutation_rate)
+            extra = dict(
+                loss_fn=nll_loss(model, mutation_rate=bc.mutation_rate),
+                steps=bc.steps,
+                select="final",  # clean-ID validation NLL is not its objective
+                weight_decay=bc.l2_weight,
+            )
+        else:
+            extra = dict(loss_fn=nll_loss(model), steps=ec.steps)
+        params[stage] = train_stage(
+            config, workdir, stage, model, sets,
+            flows.init(model, init_key, data.dequantize(data_key, init_images)),
+            batch_fn=batches(id_images, config.seed + index), **extra,
+        )  # fmt: skip
     return params
 
 
 def score_all(config, workdir: Path, sets, params) -> dict:
-    """Scores every evaluation set with every detector; writes scores.npz and
-    results.json; returns the results."""
+    """Scores every evaluation set with every detector whose models are there; writes
+    scores.npz and results.json; returns the results."""
     model = build_model(config)
+    num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]
+    stages = list(params)
     log_probs = {
         stage: {
             name: log_prob_images(
-                model, params[stage], sets[name], desc=f"{stage} {name}"
+                model,
+                params[stage],
+                sets[name],
+                desc=f"{stage} {name}",
+                with_latents=stage == "id",
             )
             for name in eval_sets
         }
-        for stage in STAGES
+        for stage in stages
     }
+    typicality_fit = subset(
+        sets["id_train"], config.scoring.typicality_train_images, config.seed
+    )
+    entropy = float(
+        -np.mean(log_prob_images(model, params["id"], typicality_fit)["total"])
+    )
+    nll_val = -log_prob_images(model, params["id"], sets["id_val"])["total"]
     scores = {}
     for name in eval_sets:
         lp_gen = log_probs["general"][name]
@@ -273,11 +349,19 @@ def score_all(config, workdir: Path, sets, params) -> dict:
                 detectors.likelihood_ratio(lp_out["total"], lp_gen["total"])
             ),
         }
+    baseline_scores, baseline_descriptions = flow_baselines.pointwise_scores(
+        config, log_probs, {n: sets[n] for n in eval_sets}, entropy, num_dims
+    )
+    for name in eval_sets:
+        scores[name].update(baseline_scores[name])
+    descriptions = {**DETECTORS, **baseline_descriptions}
+    groups = flow_baselines.group_results(config, log_probs["id"], entropy, nll_val)
+
     arrays = {f"{n}/{d}": v for n, s in scores.items() for d, v in s.items()}
     arrays.update(
         {
             f"{n}/log_p_{st}": log_probs[st][n]["total"]
-            for st in STAGES
+            for st in stages
             for n in eval_sets
         }
     )
@@ -286,12 +370,12 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     )
     np.savez_compressed(workdir / "scores.npz", **arrays)
 
-    num_dims = model.config.num_dims
     results = {
         "name": config.name,
         "command": config.command,
         "config": config.to_dict(),
         "general_data": "general_photos: " + builders.GeneralPhotos.DESCRIPTION,
+        "detectors": descriptions,
         "bpd": {
             stage: {
                 name: float(
@@ -301,15 +385,17 @@ def score_all(config, workdir: Path, sets, params) -> dict:
                 )
                 for name in eval_sets
             }
-            for stage in STAGES
+            for stage in stages
         },
         "training": {
             stage: json.loads((workdir / stage / "summary.json").read_text())
-            for stage in STAGES
+            for stage in stages
         },
+        "typicality_entropy_nats": entropy,
         "metrics": {},
+        "groups": groups,
     }
-    for detector in DETECTORS:
+    for detector in descriptions:
         results["metrics"][detector] = {
             name.removeprefix("ood/"): metrics.summary(
                 scores["id_test"][detector], scores[name][detector],

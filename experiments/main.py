@@ -28,14 +28,30 @@ _MODE = flags.DEFINE_enum(
 )
 
 
+# Detectors in the report's plots (the table has them all).
+PLOTTED = (
+    "likelihood",
+    "final_scale",
+    "llr",
+    "ren_llr",
+    "waic",
+    "complexity_png",
+    "typicality",
+    "klods_image_k2",
+)
+GROUP_DETECTORS = ("typicality", "klods_image_k2")
+
+
 def write_report(config, workdir: Path, sets, params) -> str:
     results = json.loads((workdir / "results.json").read_text())
     scores = dict(np.load(workdir / "scores.npz"))
-    detectors = list(flow_pipeline.DETECTORS)
+    plotted = [d for d in PLOTTED if d in results["detectors"]]
+    grouped = [d for d in GROUP_DETECTORS if d in results["groups"]["5"]["auroc"]]
     ood_sets = [k.removeprefix("ood/") for k in sets if k.startswith("ood/")]
-    report.plot_roc(scores, detectors, ood_sets, workdir / "roc.png")
-    report.plot_histograms(scores, detectors, ood_sets, workdir / "histograms.png")
-    report.plot_training(workdir, list(flow_pipeline.STAGES), workdir / "training.png")
+    report.plot_roc(scores, plotted, ood_sets, workdir / "roc.png")
+    report.plot_histograms(scores, plotted, ood_sets, workdir / "histograms.png")
+    report.plot_training(workdir, list(results["training"]), workdir / "training.png")
+    report.plot_group_sizes(results, grouped, workdir / "groups.png")
     model = flow_pipeline.build_model(config)
     rc = config.report
     for stage in ("id", "general"):
@@ -51,10 +67,11 @@ def write_report(config, workdir: Path, sets, params) -> str:
             workdir / f"samples_{stage}.png",
             f"{stage} model samples, temperature {rc.sample_temperature}",
         )
-    table = report.ood_table(results, flow_pipeline.DETECTORS)
+    table = report.ood_table(results, results["detectors"])
+    stages = list(results["bpd"])
     bpd_rows = "\n".join(
         f"| {name.removeprefix('ood/')} | "
-        + " | ".join(f"{results['bpd'][s][name]:.3f}" for s in flow_pipeline.STAGES)
+        + " | ".join(f"{results['bpd'][s][name]:.3f}" for s in stages)
         + " |"
         for name in results["bpd"]["id"]
     )
@@ -64,24 +81,51 @@ def write_report(config, workdir: Path, sets, params) -> str:
         f"{t['train_seconds'] / 60:.1f} | {t['num_skipped']} |"
         for s, t in results["training"].items()
     )
+    missing = [
+        name
+        for name, present in (
+            ("`ren_llr` (background model)", "ren_llr" in results["detectors"]),
+            ("`waic` (ensemble)", "waic" in results["detectors"]),
+        )
+        if not present
+    ]
+    missing_note = (
+        f"Not scored in this run: {', '.join(missing)}: their models are not trained "
+        "here (`make reproduce` trains them).\n"
+        if missing
+        else ""
+    )
     text = f"""# {config.name}: Glow OOD report
 
 Command: `{config.command}`. Model: {dict(config.model)}. In-distribution:
 {config.data.id_dataset} (resized to {config.data.image_size}px). General data:
 {results["general_data"]}
 
-## OOD detection
+## OOD detection, point-wise
 
 {table}
 
+{missing_note}
 ![ROC curves](roc.png)
 
 ![Score histograms](histograms.png)
 
+## Group tests (typicality, KLODS-R)
+
+{report.group_table(results, grouped)}
+
+![AUROC against group size](groups.png)
+
+Typicality test decisions (bootstrap threshold at α = {config.scoring.alpha} from
+{config.scoring.bootstrap_resamples} resampled ID validation groups; fraction of groups
+flagged as OOD, first shuffle; Ĥ = {results["typicality_entropy_nats"]:.1f} nats):
+
+{report.typicality_test_table(results)}
+
 ## Bits per dimension (mean over each evaluation set, bin midpoints)
 
-| set | general model | ID model | ID + outlier loss |
-|---|---|---|---|
+| set | {" | ".join(stages)} |
+|---|{"---|" * len(stages)}
 {bpd_rows}
 
 ## Training

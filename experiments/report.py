@@ -124,3 +124,68 @@ def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
     ax.set(xlabel="step", ylabel="bits/dim")
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def group_table(results: dict, detectors: list[str]) -> str:
+    """Markdown: group AUROC (mean ± std over shuffles) per detector, set and size."""
+    groups = results["groups"]
+    sizes = list(groups)
+    sets = list(next(iter(groups.values()))["auroc"]["typicality"])
+    first = groups[sizes[0]]["auroc"]["typicality"][sets[0]]
+    lines = [
+        f"AUROC over groups, mean ± std over {len(first['per_seed'])} shuffles "
+        f"(ID test groups of M: {first['groups_in']} at M = {sizes[0]}).",
+        "",
+        "| detector | M | " + " | ".join(sets) + " |",
+        "|---|---|" + "---|" * len(sets),
+    ]
+    for detector in detectors:
+        for size in sizes:
+            per_set = groups[size]["auroc"][detector]
+            cells = [
+                f"{per_set[s]['mean']:.3f} ± {per_set[s]['std']:.3f}" for s in sets
+            ]
+            lines.append(f"| {detector} | {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def typicality_test_table(results: dict) -> str:
+    """Markdown: the bootstrap typicality test's decisions per group size."""
+    groups = results["groups"]
+    sizes = list(groups)
+    sets = list(groups[sizes[0]]["typicality_test"]["flagged"])
+    lines = [
+        "| M | threshold ε (nats) | " + " | ".join(sets) + " |",
+        "|---|---|" + "---|" * len(sets),
+    ]
+    for size in sizes:
+        test = groups[size]["typicality_test"]
+        cells = [f"{test['flagged'][s]:.3f}" for s in sets]
+        lines.append(
+            f"| {size} | {test['threshold']:.1f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def plot_group_sizes(results: dict, detectors: list[str], path: Path) -> None:
+    """AUROC against group size (1 = point-wise) for each detector and OOD set."""
+    groups = results["groups"]
+    sizes = [1] + [int(m) for m in groups]
+    sets = list(next(iter(groups.values()))["auroc"]["typicality"])
+    fig, panels = _detector_row(detectors, 3.2)
+    panels = list(panels)
+    for ax, detector in panels:
+        for ood in sets:
+            values = [results["metrics"][detector][ood]["auroc"]]
+            errors = [0.0]
+            for m in groups:
+                g = groups[m]["auroc"][detector][ood]
+                values.append(g["mean"])
+                errors.append(g["std"])
+            ax.errorbar(sizes, values, yerr=errors, marker="o", capsize=3, label=ood)
+        ax.axhline(0.5, color="grey", lw=0.5)
+        ax.set(title=detector, xlabel="group size M", ylim=(-0.02, 1.02))
+        ax.set_xticks(sizes)
+    panels[0][0].set_ylabel("AUROC")
+    panels[0][0].legend(fontsize=7)
+    save_figure(fig, path)

@@ -56,6 +56,33 @@ def dequantize(key: PRNGKey, images: Array) -> Array:
     return (jnp.asarray(images, jnp.float32) + noise) / NUM_BINS - 0.5
 
 
+def mutate(key: PRNGKey, images: Array, rate: float) -> Array:
+    """Ren et al.'s input perturbation for training a background model.
+
+    Every pixel (each channel value) is independently, with probability ``rate``,
+    replaced by a value drawn uniformly from {0, ..., 255}; the rest are kept.
+
+    Args:
+        key: PRNG key; the mutation is a pure function of it.
+        images: uint8 ``(N, H, W, C)`` pixels.
+        rate: mutation rate μ in [0, 1].
+
+    Returns:
+        uint8 images of the same shape.
+
+    References: Ren et al., "Likelihood Ratios for Out-of-Distribution Detection",
+    NeurIPS 2019.
+    """
+    _check_uint8_images(images)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"mutation rate must lie in [0, 1], got {rate}.")
+    images = jnp.asarray(images)
+    flip_key, value_key = jax.random.split(key)
+    flip = jax.random.bernoulli(flip_key, rate, images.shape)
+    values = jax.random.randint(value_key, images.shape, 0, NUM_BINS, jnp.int32)
+    return jnp.where(flip, values.astype(jnp.uint8), images)
+
+
 def to_model_space(images: Array) -> Array:
     """Deterministic bin midpoints in model space, for evaluation.
 

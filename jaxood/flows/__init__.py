@@ -10,6 +10,7 @@ from jaxood.flows.glow import (
     decode,
     encode,
     init,
+    latents_to_image,
     log_prob,
     sample,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "decode",
     "encode",
     "init",
+    "latents_to_image",
     "log_prob",
     "sample",
     "squeeze",

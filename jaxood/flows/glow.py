@@ -336,6 +336,21 @@ def encode(model: Glow, params: Params, x: Array) -> tuple[Array, ...]:
     return log_prob(model, params, x).latents
 
 
+def latents_to_image(latents: tuple[Array, ...]) -> Array:
+    """Per-scale latents ``(B, h_i, w_i, c_i)`` arranged back in image layout
+    ``(B, H, W, C)``: the squeeze/split bookkeeping undone, no flow step applied.
+
+    Neighbouring latent pixels then sit where the image pixels they came from sit,
+    which is what the local-patch statistics of KLODS-R look at. A permutation: the
+    values (and their N(0, I) law under the model) are unchanged.
+    """
+    h = None
+    for u in reversed(latents):
+        h = u if h is None else jnp.concatenate([u, h], axis=-1)
+        h = unsqueeze(h)
+    return h
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _decode(model: Glow, params: Params, latents: tuple[Array, ...]) -> Array:
     return model.inverse(params, latents)

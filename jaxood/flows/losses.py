@@ -1,4 +1,5 @@
-"""Training losses of flows: dequantized NLL and Schirrmeister et al.'s outlier loss.
+"""Training losses of flows: dequantized NLL (also on mutated inputs, for Ren et al.'s
+background model) and Schirrmeister et al.'s outlier loss.
 
 Losses are in nats per image (the bits/dim offset D ln 256 is a constant and is left
 out of the gradient), as in the reference code, so that the outlier-loss weight
@@ -6,7 +7,8 @@ lambda = 6000 and temperature T = 1000 nats keep their meaning.
 
 References: Schirrmeister et al., "Understanding Anomaly Detection with Deep
 Invertible Networks through Hierarchies of Distributions and Features", NeurIPS 2020,
-section 4 and official code ``invglow/losses.py``, ``exp.py``.
+section 4 and official code ``invglow/losses.py``, ``exp.py``; Ren et al.,
+"Likelihood Ratios for Out-of-Distribution Detection", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -14,17 +16,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxood.data.preprocess import bits_per_dim, dequantize
+from jaxood.data.preprocess import bits_per_dim, dequantize, mutate
 from jaxood.flows.glow import Glow
 from jaxood.train import LossFn
 
 
-def nll_loss(model: Glow) -> LossFn:
+def nll_loss(model: Glow, *, mutation_rate: float = 0.0) -> LossFn:
     """``loss(params, images_uint8, key)``: mean -log p of uniformly dequantized
-    images, in nats; metrics ``bpd``."""
+    images, in nats; metrics ``bpd``.
+
+    With ``mutation_rate`` μ > 0 the pixels are first mutated at rate μ
+    (``jaxood.data.mutate``, drawn fresh every step): the loss of Ren et al.'s
+    background model, which sees the data's local statistics but no clean semantic
+    image. Their L2 penalty on the weights is the optimizer's weight decay
+    (``jaxood.train.make_optimizer``), not part of this loss.
+    """
     num_dims = model.config.num_dims
 
     def loss_fn(params, images, key):
+        if mutation_rate > 0.0:
+            mutate_key, key = jax.random.split(key)
+            images = mutate(mutate_key, images, mutation_rate)
         nll = -model.forward(params, dequantize(key, images)).total
         loss = jnp.mean(nll)
         return loss, {"bpd": bits_per_dim(loss, num_dims)}
