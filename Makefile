@@ -24,8 +24,10 @@ data: $(STAMP)
 
 RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmnist
 
+# Restores the shipped checkpoints; scores Ren's ratio and WAIC only if their models
+# were trained before (make reproduce).
 run: data
-	$(PY) -m experiments.main $(RUN_FLAGS) --mode all
+	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False --mode all
 
 test: data
 	$(PY) -m pytest -q
@@ -38,12 +40,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Trains every stage from scratch (ignoring shipped checkpoints) unless its run
-# directory already finished it; then regenerates the tables of the READMEs.
+# Trains every model (ignoring shipped checkpoints) unless its run directory already
+# finished it, scores every detector, regenerates the tables of the READMEs.
+# Interrupted? Run it again: finished runs are kept, the interrupted one resumes.
 reproduce: data
-	$(PY) -m experiments.main $(RUN_FLAGS) --config.checkpoints= --mode all
-	$(PY) -m experiments.vae_pipeline --config experiments/configs/vae_ood.py --workdir runs/vae_ood
-	$(PY) -m experiments.tables
+	$(PY) -m experiments.reproduce --runs runs
 
 # The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).
 vae: data

@@ -307,9 +307,36 @@ def _train_baseline_models(config, workdir: Path, sets, model, batches) -> dict:
     return params
 
 
+def _score_key(config, workdir: Path, stages) -> dict:
+    """What the scores depend on: the config (less what only steers training) and
+    the summary of every stage scored."""
+    settings = config.to_dict()
+    for key in ("command", "checkpoints", "train_baseline_models"):
+        settings.pop(key, None)
+    summaries = {
+        stage: json.loads((workdir / stage / "summary.json").read_text())
+        for stage in stages
+    }
+    return json.loads(json.dumps({"config": settings, "stages": summaries}))
+
+
 def score_all(config, workdir: Path, sets, params) -> dict:
     """Scores every evaluation set with every detector whose models are there; writes
-    scores.npz and results.json; returns the results."""
+    scores.npz and results.json; returns the results.
+
+    Reuses the files of an earlier call while the config and the scored stages are
+    unchanged (``score_key.json``), so a restarted reproduction does not score twice.
+    """
+    key_file, results_file = workdir / "score_key.json", workdir / "results.json"
+    score_key = _score_key(config, workdir, params)
+    if (
+        key_file.exists()
+        and results_file.exists()
+        and (workdir / "scores.npz").exists()
+        and json.loads(key_file.read_text()) == score_key
+    ):
+        print(f"Scores of {workdir} are up to date: reusing them.")
+        return json.loads(results_file.read_text())
     model = build_model(config)
     num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]
@@ -403,5 +430,6 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             )
             for name in eval_sets if name != "id_test"
         }  # fmt: skip
-    write_json(workdir / "results.json", results)
+    write_json(results_file, results)
+    write_json(key_file, score_key)
     return results

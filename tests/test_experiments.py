@@ -25,7 +25,9 @@ def smoke_run(tmp_path_factory, data_dir):
 def test_every_detector_and_set_is_scored(smoke_run):
     config, workdir, _, results, table = smoke_run
     ood = [entry.split(":")[0] for entry in config.data.ood]
-    assert set(results["metrics"]) == set(flow_pipeline.DETECTORS)
+    baselines = {"typicality", "ren_llr", "waic", "complexity_png", "klods_image_k2"}
+    assert set(flow_pipeline.DETECTORS) | baselines <= set(results["metrics"])
+    assert set(results["metrics"]) == set(results["detectors"])
     for per_set in results["metrics"].values():
         assert sorted(per_set) == sorted(ood)
         for m in per_set.values():
@@ -46,6 +48,26 @@ def test_every_detector_and_set_is_scored(smoke_run):
         np.testing.assert_allclose(
             scores[f"{name}/llr_outlier"], log_p["general"] - log_p["id_outlier"]
         )
+        background = scores[f"{name}/log_p_background"]
+        np.testing.assert_allclose(scores[f"{name}/ren_llr"], background - log_p["id"])
+        members = np.stack([scores[f"{name}/log_p_ensemble_{k}"] for k in (0, 1)])
+        waic = members.mean(0) - members.var(0, ddof=1)
+        np.testing.assert_allclose(scores[f"{name}/waic"], -waic, rtol=1e-5)
+        entropy = results["typicality_entropy_nats"]
+        np.testing.assert_allclose(
+            scores[f"{name}/typicality"], np.abs(-log_p["id"] - entropy), rtol=1e-5
+        )
+        nll_bpd = -log_p["id"] / (1024 * np.log(2)) + 8
+        png = nll_bpd - scores[f"{name}/complexity_png"]  # the PNG bits/dim
+        assert np.all((png > 0) & (png < 16))
+    # Groups: every size and OOD set, ≥ 3 shuffles, AUROCs in [0, 1].
+    assert list(results["groups"]) == ["5", "10"]
+    for size in ("5", "10"):
+        for detector, per_set in results["groups"][size]["auroc"].items():
+            assert sorted(per_set) == sorted(ood), detector
+            for g in per_set.values():
+                assert len(g["per_seed"]) >= 3 and 0.0 <= g["mean"] <= 1.0
+    assert "| typicality | 5 |" in (workdir / "report.md").read_text()
 
 
 def test_report_files_are_written(smoke_run):
@@ -55,6 +77,7 @@ def test_report_files_are_written(smoke_run):
         "roc.png",
         "histograms.png",
         "training.png",
+        "groups.png",
         "samples_id.png",
     ):
         assert (workdir / name).stat().st_size > 0

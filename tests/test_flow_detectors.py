@@ -70,3 +70,46 @@ def test_outlier_loss_pushes_outlier_likelihood_below_general(model_and_params):
     before = flows.log_prob(model, params, x_out).total.mean()
     after = flows.log_prob(model, step, x_out).total.mean()
     assert after < before
+
+
+def test_mutation_replaces_the_expected_fraction_by_uniform_values(key):
+    images = np.full((256, 16, 16, 1), 7, np.uint8)
+    mutated = np.asarray(data.mutate(key, images, 0.3))
+    assert mutated.dtype == np.uint8 and mutated.shape == images.shape
+    changed = mutated != 7
+    # A mutated pixel keeps 7 with probability 1/256: changed ≈ 0.3 · 255/256.
+    assert abs(changed.mean() - 0.3 * 255 / 256) < 0.01
+    counts = np.bincount(mutated[changed], minlength=256)
+    others = np.delete(counts, 7)  # about 77 each if uniform
+    assert counts[7] == 0 and others.min() > 0.5 * others.mean()
+    np.testing.assert_array_equal(data.mutate(key, images, 0.0), images)
+    np.testing.assert_array_equal(data.mutate(key, images, 0.3), mutated)
+    with pytest.raises(ValueError, match="mutation rate"):
+        data.mutate(key, images, 1.5)
+    with pytest.raises(TypeError, match="uint8"):
+        data.mutate(key, images.astype(np.float32), 0.1)
+
+
+def test_background_loss_sees_mutated_images(model_and_params):
+    model, params, images = model_and_params
+    key = jax.random.key(5)
+    plain, _ = nll_loss(model)(params, images, key)
+    background, _ = nll_loss(model, mutation_rate=0.5)(params, images, key)
+    mutate_key, noise_key = jax.random.split(key)
+    mutated = data.mutate(mutate_key, images, 0.5)
+    expected, _ = nll_loss(model)(params, mutated, noise_key)
+    np.testing.assert_allclose(background, expected, rtol=1e-6)
+    assert float(background) != float(plain)
+
+
+def test_latents_in_image_layout_undo_the_squeeze_and_split(key):
+    x = jax.random.normal(key, (2, 32, 32, 1))
+    latents, h = [], x
+    for i in range(3):  # the bookkeeping of a 3-scale Glow without flow steps
+        h = flows.squeeze(h)
+        if i < 2:
+            half = h.shape[-1] // 2
+            latents.append(h[..., :half])
+            h = h[..., half:]
+    latents.append(h)
+    np.testing.assert_array_equal(flows.latents_to_image(tuple(latents)), x)

@@ -56,6 +56,30 @@ def test_klods_separates_standard_from_correlated_and_shifted_latents(key):
     assert 0.2 < metrics.auroc(ref.dimension_wise, corr.dimension_wise) < 0.9
 
 
+def test_typicality_sees_correlation_only_through_the_nll_spread(key):
+    # The NLL of N(0, I) latents is ½‖z‖² + const. Channel correlation ρ keeps its
+    # mean but widens its spread: per pixel Var(½ zᵀz) = ½ tr Σ² = ½ (4 + 12ρ²), so
+    # the group-mean NLL is σ = √(1 + 3ρ²) times wider and, for near-Gaussian group
+    # means, AUROC(|σ Z| vs |Z|) = (2/π) arctan σ ≈ 0.64: weak, where KLODS-R's total
+    # correlation is perfect. A mean shift moves the NLL itself: typicality sees it.
+    nll = lambda z: 0.5 * jnp.sum(z.reshape(*z.shape[:2], -1) ** 2, axis=-1)  # noqa: E731
+    k0, k1, k2, k3 = jax.random.split(key, 4)
+    typ = detectors.typicality()
+    stats = typ.fit(nll(_latents(k0, "standard", groups=400)).ravel())
+    groups = {
+        kind: _latents(k, kind, groups=400)
+        for kind, k in (("standard", k1), ("correlated", k2), ("shifted", k3))
+    }
+    typ_scores = {kind: typ.score(stats, nll(z)) for kind, z in groups.items()}
+    rho = 1.5**2 / (1 + 1.5**2)
+    expected = 2 / np.pi * np.arctan(np.sqrt(1 + 3 * rho**2))
+    correlated = metrics.auroc(typ_scores["standard"], typ_scores["correlated"])
+    assert abs(correlated - expected) < 0.05
+    assert metrics.auroc(typ_scores["standard"], typ_scores["shifted"]) > 0.85
+    kl = {kind: detectors.klods(z).full for kind, z in groups.items()}
+    assert metrics.auroc(kl["standard"], kl["correlated"]) == 1.0
+
+
 def test_typicality_separates_shifted_and_scaled_nll_groups(key):
     # NLLs of N(0, I_d) latents: −log p = ½‖z‖² + const, ‖z‖² ~ χ²_d.
     d = 64
