@@ -77,7 +77,9 @@ def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
         ),
         "general_train": data.load(config.data.general_dataset, "train"),
         "general_val": subset(
-            data.load(config.data.general_dataset, "test"), config.data.val_size, seed
+            data.load(config.data.general_dataset, "test"),
+            config.data.general_val_size,
+            seed,
         ),
     }
     for entry in config.data.ood:
@@ -88,17 +90,19 @@ def load_sets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 def _fingerprint(config: ml_collections.ConfigDict, stage: str) -> dict:
     """What determines a stage's trained params, as it reads back from JSON."""
+    data_keys = ("id_dataset", "general_dataset", "image_size", "val_size")
+    if stage == "general":  # independent of the ID data: shared across ID sets
+        data_keys = ("general_dataset", "image_size", "general_val_size")
     fingerprint = {
         "stage": stage,
         "seed": config.seed,
-        "data": {
-            k: config.data[k]
-            for k in ("id_dataset", "general_dataset", "image_size", "val_size")
-        },
+        "data": {k: config.data[k] for k in data_keys},
         "model": config.model.to_dict(),
         "train": config.train.to_dict(),
     }
-    if stage in STAGES:
+    if stage == "general":
+        fingerprint["general_steps"] = config.stages.general_steps
+    elif stage in STAGES:
         fingerprint["stages"] = config.stages.to_dict()
     elif stage == "background":
         fingerprint["background"] = config.background.to_dict()
@@ -180,7 +184,11 @@ def train_stage(
     shipped = _shipped(config, stage)
     if shipped is not None:
         print(f"[{stage}] restoring the shipped checkpoint {shipped}")
-        params = checkpoint.load_params(shipped / "params", init_params)
+        # A shipped folder holds params/; a finished run directory final_params/.
+        source = shipped / "params"
+        if not source.is_dir():
+            source = shipped / "final_params"
+        params = checkpoint.load_params(source, init_params)
         stage_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(shipped / "summary.json", stage_dir / "summary.json")
         write_json(stage_dir / "config.json", fingerprint)

@@ -7,13 +7,15 @@ never redone, an interrupted one resumes from its last checkpoint, cached scores
 reused while their configuration is unchanged), so an interrupted reproduction is
 finished by running the same command again:
 
-1. Glow on Fashion-MNIST (``runs/glow_fmnist``): the general, ID and outlier-loss
-   models, Ren et al.'s background model and the WAIC ensemble, trained here (the
-   shipped checkpoints of ``make run`` are not used); every point-wise and group
-   detector scored; report with plots.
-2. LID + likelihood dual threshold on that Glow (``runs/glow_fmnist/lid``).
-3. The VAEs on Fashion-MNIST and MNIST-5k (``runs/vae_ood``).
-4. ``experiments/README.md`` and the README's headline table, from the results files.
+1. ``flow``: Glow on Fashion-MNIST (``runs/glow_fmnist``): the general, ID and
+   outlier-loss models, Ren et al.'s background model and the WAIC ensemble, trained
+   here (the shipped checkpoints of ``make run`` are not used); every point-wise and
+   group detector scored; report with plots.
+2. ``flow_mnist``: the same with MNIST-5k in-distribution (``runs/glow_mnist_5k``),
+   reusing step 1's general model.
+3. ``lid``: LID + likelihood dual threshold on step 1's Glow (``runs/glow_fmnist/lid``).
+4. ``vae``: the VAEs on Fashion-MNIST and MNIST-5k (``runs/vae_ood``).
+5. ``tables``: ``experiments/README.md`` and the README's headline table.
 
 ``--variant smoke`` runs the same steps on the smoke configurations (for tests) and
 writes the tables next to the runs instead of into the repository; ``--steps`` picks
@@ -31,7 +33,7 @@ from experiments.configs import glow_fmnist, vae_ood
 
 # LID sample sizes: (evaluation images per set, calibration, validation, LIDL sweeps).
 LID_COUNTS = {"default": (128, 48, 128, 16), "smoke": (3, 4, 3, 2)}
-STEPS = ("flow", "lid", "vae", "tables")
+STEPS = ("flow", "flow_mnist", "lid", "vae", "tables")
 
 
 def _step(title: str):
@@ -49,28 +51,46 @@ def run(runs: Path, variant: str = "default", steps=STEPS) -> None:
     glow_dir = runs / "glow_fmnist"
     glow_dir.mkdir(parents=True, exist_ok=True)
     if "flow" in steps:
-        _flow(glow_dir, variant)
+        config = glow_fmnist.get_config(variant)
+        _flow(glow_dir, config, "1/5 Glow on Fashion-MNIST", restore_from="")
+    if "flow_mnist" in steps:
+        config = glow_fmnist.get_config(
+            "mnist_5k" if variant == "default" else "mnist_5k_smoke"
+        )
+        # The general model does not depend on the ID data: step 1's is restored.
+        _flow(
+            runs / "glow_mnist_5k",
+            config,
+            "2/5 Glow on MNIST-5k",
+            restore_from=str(glow_dir.resolve()),
+        )
     if "lid" in steps:
-        t = _step("2/4 LID + likelihood dual threshold")
+        t = _step("3/5 LID + likelihood dual threshold")
         num_eval, num_calibration, num_validation, num_lidl = LID_COUNTS[variant]
         lid_pipeline.run(
             glow_dir, num_eval, num_calibration, num_validation, variant, num_lidl
         )
         print(f"({(time.monotonic() - t) / 60:.1f} min)")
     if "vae" in steps:
-        t = _step("3/4 VAEs on Fashion-MNIST and MNIST-5k")
+        t = _step("4/5 VAEs on Fashion-MNIST and MNIST-5k")
         vae_pipeline.run(vae_ood.get_config(variant), runs / "vae_ood")
         print(f"({(time.monotonic() - t) / 60:.1f} min)")
     if "tables" in steps:
-        _step("4/4 Tables")
+        _step("5/5 Tables")
         _tables(runs, variant)
     print(f"\nDone in {(time.monotonic() - start) / 60:.1f} min.")
 
 
-def _flow(glow_dir: Path, variant: str) -> None:
-    t = _step("1/4 Glow on Fashion-MNIST: train (resuming) and score")
-    config = glow_fmnist.get_config(variant)
-    config.checkpoints = ""  # train here, do not restore make run's checkpoints
+def _flow(glow_dir: Path, config, title: str, restore_from: str) -> None:
+    """Trains (resuming) and scores one Glow setting; writes its report.
+
+    ``restore_from``: a run directory whose finished stages with a matching
+    fingerprint are restored instead of trained ("" = none); make run's shipped
+    checkpoints are never used here.
+    """
+    t = _step(f"{title}: train (resuming) and score")
+    glow_dir.mkdir(parents=True, exist_ok=True)
+    config.checkpoints = restore_from
     config.train_baseline_models = True
     config.command = "make reproduce"
     (glow_dir / "config.json").write_text(config.to_json_best_effort(indent=2))

@@ -57,6 +57,7 @@ WHY = {
 }
 SETS = (
     "mnist_5k",
+    "fashion_mnist",
     "animal_mnist",
     "uniform_noise",
     "constant",
@@ -207,7 +208,7 @@ Full per-run report with ROC curves and histograms: `runs/{results["name"]}/repo
 """
 
 
-def _baseline_models_sentence(results: dict) -> str:
+def _baseline_models_sentence(results: dict, id_name: str = "Fashion-MNIST") -> str:
     bpd, cfg = results["bpd"], results["config"]
     parts = []
     if "background" in bpd:
@@ -215,7 +216,7 @@ def _baseline_models_sentence(results: dict) -> str:
         parts.append(
             f"Ren et al.'s background Glow (from scratch on ID images mutated at "
             f"μ = {bc['mutation_rate']}, L2 λ = {bc['l2_weight']}, {bc['steps']} "
-            f"steps) gives the clean Fashion-MNIST test set "
+            f"steps) gives the clean {id_name} test set "
             f"{bpd['background']['id_test']:.3f} bits/dim."
         )
     members = [k for k in bpd if k.startswith("ensemble_")]
@@ -227,6 +228,67 @@ def _baseline_models_sentence(results: dict) -> str:
             f"bits/dim {min(values):.3f}–{max(values):.3f}."
         )
     return " ".join(parts)
+
+
+# MNIST → Fashion-MNIST likelihood AUROCs of other models (methods.md 2.12).
+MNIST_ANCHORS = {
+    "likelihood": [
+        ("0.996", "diffusion VP-SDE, Kamkari et al. 2024 (2.12)"),
+        ("0.999", "RQ-NSF flow, dgm_geometry guide re-run (2.12)"),
+    ],
+}
+
+
+def glow_mnist_section(results: dict) -> str:
+    """The reverse pair: Glows trained on MNIST-5k, Fashion-MNIST as OOD."""
+    m, t, bpd = results["metrics"], results["training"], results["bpd"]
+    stages = ", ".join(
+        f"{k} {v['steps']} steps ({v['train_seconds'] / 60:.0f} min)"
+        for k, v in t.items()
+    )
+    rows = []
+    for detector, per_set in m.items():
+        r = per_set["fashion_mnist"]
+        rows.append(
+            f"| {detector} | {r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, "
+            f"{r['auroc_ci_high']:.3f}] | {r['aupr_out']:.3f} | {r['fpr95']:.3f} |"
+        )
+    anchor_rows, notes = [], []
+    for detector, refs in MNIST_ANCHORS.items():
+        ours = m[detector]["fashion_mnist"]["auroc"]
+        anchor_rows += [f"| {detector} | {ours:.3f} | {v} | {src} |" for v, src in refs]
+        notes.append(_differs(detector, "MNIST-5k→FMNIST", ours, refs))
+    n = m["likelihood"]["fashion_mnist"]
+    return f"""## Glow on MNIST-5k → Fashion-MNIST (`{results["name"]}`)
+
+`{results["command"]}` (config `experiments/configs/glow_fmnist.py:mnist_5k`): the same
+Glow, in-distribution = the 4,000 MNIST-5k training digits (400 held out for
+validation), OOD = Fashion-MNIST test images. The general model is the Fashion-MNIST
+setting's (it does not see ID data); the others are trained here: {stages}.
+Test bits/dim of MNIST-5k {bpd["id"]["id_test"]:.3f} (ID model), of Fashion-MNIST
+{bpd["id"]["ood/fashion_mnist"]:.3f}.
+{_baseline_models_sentence(results, "MNIST-5k")}
+
+### Point-wise
+
+OOD positive; ID test {n["n_in"]} images, OOD {n["n_out"]}; AUROC with 95 % bootstrap
+interval, AUPR-Out, FPR at 95 % TPR:
+
+| detector | AUROC | AUPR-Out | FPR95 |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+| detector | ours | reference | source |
+|---|---|---|---|
+{chr(10).join(anchor_rows)}
+
+{chr(10).join(x for x in notes if x) or "Within 0.05 of the references."}
+
+{group_section(results, "fashion_mnist", "MNIST-5k→FMNIST", anchors={})}
+
+No group reference numbers exist for this direction in `shared/specs/methods.md`
+(Jiang et al.'s table has Fashion-MNIST in-distribution only).
+"""
 
 
 def group_table(results: dict, size: str) -> str:
@@ -242,11 +304,15 @@ def group_table(results: dict, size: str) -> str:
     return "\n".join(lines)
 
 
-def group_section(results: dict) -> str:
-    """The group tables (sizes 5 and 10) with their anchors and sentences."""
+def group_section(
+    results: dict, ood: str = "mnist_5k", pair: str = "FMNIST→MNIST-5k", anchors=None
+) -> str:
+    """The group tables (sizes 5 and 10) with their anchors and sentences; ``ood`` is
+    the set of the named pair, ``anchors`` as ``GROUP_ANCHORS``."""
+    anchors = GROUP_ANCHORS if anchors is None else anchors
     groups = results["groups"]
     sc = results["config"]["scoring"]
-    first = next(iter(next(iter(groups.values()))["auroc"].values()))["mnist_5k"]
+    first = next(iter(next(iter(groups.values()))["auroc"].values()))[ood]
     parts = [
         "### Groups (typicality and KLODS-R)",
         "",
@@ -259,30 +325,27 @@ def group_section(results: dict) -> str:
         f"`_tc` / `_dw` = the total-correlation / dimension-wise parts.",
     ]
     for size in groups:
-        n_in = groups[size]["auroc"]["typicality"]["mnist_5k"]["groups_in"]
-        n_out = groups[size]["auroc"]["typicality"]["mnist_5k"]["groups_out"]
+        n_in = groups[size]["auroc"]["typicality"][ood]["groups_in"]
+        n_out = groups[size]["auroc"]["typicality"][ood]["groups_out"]
         parts += [
             "",
-            f"**Groups of {size}** ({n_in} ID-test groups; {n_out} MNIST-5k groups):",
+            f"**Groups of {size}** ({n_in} ID-test groups; {n_out} groups of `{ood}`):",
             "",
             group_table(results, size),
             "",
         ]
-        for detector, (value, source) in GROUP_ANCHORS.get(size, {}).items():
-            ours = groups[size]["auroc"][detector]["mnist_5k"]["mean"]
-            line = (
-                f"- FMNIST→MNIST-5k, `{detector}`: ours {ours:.3f} vs {value} "
-                f"({source})."
-            )
+        for detector, (value, source) in anchors.get(size, {}).items():
+            ours = groups[size]["auroc"][detector][ood]["mean"]
+            line = f"- {pair}, `{detector}`: ours {ours:.3f} vs {value} ({source})."
             if abs(ours - float(value)) > 0.05:
                 line += f" Likely why: {WHY[detector]}."
             parts.append(line)
-        if size == "5":
+        if size == "5" and ood == "mnist_5k":
             parts.append(_klods_goal(groups[size]["auroc"], sc["klods_variants"][0]))
     test = {size: g["typicality_test"] for size, g in groups.items()}
     flagged = ", ".join(
         f"M = {m}: {t['flagged']['id_test']:.3f} of ID-test groups and "
-        f"{t['flagged']['mnist_5k']:.3f} of MNIST-5k groups"
+        f"{t['flagged'][ood]:.3f} of `{ood}` groups"
         for m, t in test.items()
     )
     parts += [
@@ -318,8 +381,9 @@ def _klods_goal(auroc: dict, main_variant: str) -> str:
     )
 
 
-def headline(glow: dict, vae: dict | None) -> str:
-    """The README's table: a few detectors of each family, every OOD set."""
+def headline(glow: dict, vae: dict | None, mnist: dict | None = None) -> str:
+    """The README's table: a few detectors of each family, every OOD set, and the
+    reverse pair MNIST-5k → Fashion-MNIST when it was run."""
     rows = [
         ("likelihood", "Glow −log p(x)"),
         ("final_scale", "Glow final scale (Schirrmeister et al.)"),
@@ -332,23 +396,32 @@ def headline(glow: dict, vae: dict | None) -> str:
     ]
     m = glow["metrics"]
     sets = [x for x in SETS if x in next(iter(m.values()))]
+    columns = sets + (["MNIST-5k → fashion_mnist"] if mnist is not None else [])
     lines = [
-        "| detector | " + " | ".join(sets) + " |",
-        "|---" * (len(sets) + 1) + "|",
+        "| detector | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
     for detector, label in rows:
-        if detector in m:
-            cells = [f"{m[detector][x]['auroc']:.3f}" for x in sets]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    g = glow["groups"]["5"]["auroc"]
+        if detector not in m:
+            continue
+        cells = [f"{m[detector][x]['auroc']:.3f}" for x in sets]
+        if mnist is not None:
+            reverse = mnist["metrics"].get(detector)
+            cells.append(f"{reverse['fashion_mnist']['auroc']:.3f}" if reverse else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for detector, label in (
         ("typicality", "typicality"),
         ("klods_image_k2", "KLODS-R"),
     ):
-        cells = [f"{g[detector][x]['mean']:.3f}" for x in sets]
+        g = glow["groups"]["5"]["auroc"][detector]
+        cells = [f"{g[x]['mean']:.3f}" for x in sets]
+        if mnist is not None:
+            reverse = mnist["groups"]["5"]["auroc"][detector]["fashion_mnist"]
+            cells.append(f"{reverse['mean']:.3f}")
         lines.append(f"| {label}, groups of 5 | " + " | ".join(cells) + " |")
     text = (
-        "Fashion-MNIST vs OOD sets, AUROC (OOD positive; Glow `glow_fmnist`, test "
+        "Fashion-MNIST vs OOD sets and MNIST-5k vs Fashion-MNIST, AUROC (OOD "
+        "positive; Glow `glow_fmnist`, test "
         f"bits/dim {glow['bpd']['id']['id_test']:.3f}; generated from "
         "`runs/*/results.json`, every detector and the references in "
         "`experiments/README.md`):\n\n" + "\n".join(lines)
@@ -575,6 +648,9 @@ def main(argv=None) -> None:
     glow = _load(runs, "glow_fmnist")
     if glow is not None:
         sections.append(glow_section(glow))
+    mnist = _load(runs, "glow_mnist_5k")
+    if mnist is not None:
+        sections.append(glow_mnist_section(mnist))
     lid = _load(runs, "glow_fmnist/lid")
     if lid is not None:
         sections.append(lid_section(lid))
@@ -592,7 +668,7 @@ def main(argv=None) -> None:
     if MARK_START in text and glow is not None:
         head, rest = text.split(MARK_START, 1)
         _, tail = rest.split(MARK_END, 1)
-        block = headline(glow, vae_results)
+        block = headline(glow, vae_results, mnist)
         readme.write_text(f"{head}{MARK_START}\n{block}\n{MARK_END}{tail}")
     print(f"wrote {experiments_readme}")
 

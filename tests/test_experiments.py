@@ -192,3 +192,19 @@ def test_vae_pipeline_smoke(tmp_path, data_dir):
     config.train.learning_rate = 0.5
     with pytest.raises(RuntimeError, match="another configuration"):
         vae_pipeline.run(config, tmp_path)
+
+
+def test_general_model_is_shared_between_in_distribution_sets():
+    # The general model never sees ID data, so MNIST-5k runs restore Fashion-MNIST's.
+    for first, second in (("default", "mnist_5k"), ("smoke", "mnist_5k_smoke")):
+        a, b = glow_fmnist.get_config(first), glow_fmnist.get_config(second)
+        assert a.data.id_dataset != b.data.id_dataset
+        general = [flow_pipeline._fingerprint(c, "general") for c in (a, b)]
+        assert general[0] == general[1]
+        for stage in ("id", "background", "ensemble_0"):
+            assert flow_pipeline._fingerprint(a, stage) != flow_pipeline._fingerprint(
+                b, stage
+            )
+    # make run's shipped general checkpoint carries today's fingerprint.
+    shipped = flow_pipeline._shipped(glow_fmnist.get_config("mnist_5k"), "general")
+    assert shipped is not None and (shipped / "params").is_dir()
