@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import flow_pipeline, report
+from experiments import flow_pipeline, report, tables
 from jaxood import data, flows
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config file.")
@@ -43,6 +43,7 @@ GROUP_DETECTORS = ("typicality", "klods_image_k2")
 
 
 def write_report(config, workdir: Path, sets, params) -> str:
+    """Writes report.md with its plots; returns the compact AUROC tables for stdout."""
     results = json.loads((workdir / "results.json").read_text())
     scores = dict(np.load(workdir / "scores.npz"))
     plotted = [d for d in PLOTTED if d in results["detectors"]]
@@ -139,7 +140,12 @@ flagged as OOD, first shuffle; Ĥ = {results["typicality_entropy_nats"]:.1f} nat
 ![ID samples](samples_id.png) ![General samples](samples_general.png)
 """
     (workdir / "report.md").write_text(text)
-    return table
+    return (
+        "AUROC, OOD positive (intervals, AUPR, FPR95 in report.md):\n\n"
+        + tables.auroc_table(results)
+        + "\n\n"
+        + report.group_table(results, grouped)
+    )
 
 
 def main(argv) -> None:
