@@ -13,7 +13,8 @@ Stages, each a sub-directory of the run directory with its own ``config.json``,
    seed each.
 
 Stages 4 and 5 are the baseline models: trained when ``config.train_baseline_models``
-(make reproduce), otherwise used only if a finished run directory holds them.
+(make reproduce), otherwise used only if a finished run directory or a shipped
+checkpoint holds them.
 
 A finished stage is never redone; an interrupted one resumes from its latest
 checkpoint; a stage whose configuration matches a shipped checkpoint
@@ -285,14 +286,16 @@ def _finished(config, workdir: Path, stage: str) -> bool:
 
 def _train_baseline_models(config, workdir: Path, sets, model, batches) -> dict:
     """Ren et al.'s background Glow and the WAIC ensemble: trained when
-    ``config.train_baseline_models``, else only the finished ones are loaded."""
+    ``config.train_baseline_models``, else only the finished or shipped ones are
+    loaded."""
     id_images = sets["id_train"]
     init_count = config.train.init_images
     bc, ec = config.background, config.ensemble
     wanted = ["background"] + [f"ensemble_{k}" for k in range(ec.size)]
     params = {}
     for stage in wanted:
-        if not (config.train_baseline_models or _finished(config, workdir, stage)):
+        available = _finished(config, workdir, stage) or _shipped(config, stage)
+        if not (config.train_baseline_models or available):
             continue
         index = _stage_index(stage)
         init_key, data_key = jax.random.split(jax.random.key(config.seed + index))
@@ -313,6 +316,16 @@ def _train_baseline_models(config, workdir: Path, sets, model, batches) -> dict:
             batch_fn=batches(id_images, config.seed + index), **extra,
         )  # fmt: skip
     return params
+
+
+def _training_summary(stage_dir: Path) -> dict:
+    """summary.json of a stage, plus ``restored_from`` (the shipped checkpoint folder)
+    when the stage was restored rather than trained in this run directory."""
+    summary = json.loads((stage_dir / "summary.json").read_text())
+    marker = stage_dir / "restored_from"
+    if marker.exists():
+        summary["restored_from"] = marker.read_text().strip()
+    return summary
 
 
 def _score_key(config, workdir: Path, stages) -> dict:
@@ -422,10 +435,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             }
             for stage in stages
         },
-        "training": {
-            stage: json.loads((workdir / stage / "summary.json").read_text())
-            for stage in stages
-        },
+        "training": {stage: _training_summary(workdir / stage) for stage in stages},
         "typicality_entropy_nats": entropy,
         "metrics": {},
         "groups": groups,

@@ -26,7 +26,6 @@ from experiments.configs import glow_fmnist
 from jaxood import checkpoint, data, detectors, lid, metrics
 
 BATCH = 4
-OOD_SETS = ("ood/mnist_5k", "ood/animal_mnist")
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
 DELTAS = np.linspace(-8.0, 2.0, 50)  # δ = log σ of the LIDL sweep (FastFlowLIDL)
 
@@ -85,7 +84,7 @@ def run(
         jnp.asarray, checkpoint.load_params(workdir / "id" / "final_params", template)
     )
     sets = flow_pipeline.load_sets(config)
-    ood_sets = [name for name in OOD_SETS if name in sets]
+    ood_sets = [name for name in sets if name.startswith("ood/")]  # every OOD set
     out = workdir / "lid"
     out.mkdir(exist_ok=True)
     chosen = {

@@ -157,10 +157,7 @@ def glow_section(results: dict) -> str:
     minutes = sum(s["train_seconds"] for s in t.values()) / 60
     model = results["config"]["model"]
     n_in = m["likelihood"]["mnist_5k"]["n_in"]
-    stages = ", ".join(
-        f"{k} {v['steps']} steps ({v['train_seconds'] / 60:.0f} min)"
-        for k, v in t.items()
-    )
+    stages = _stage_list(t)
     return f"""## Glow on Fashion-MNIST (`{results["name"]}`)
 
 Config `experiments/configs/glow_fmnist.py`, command `{results["command"]}`. Glow
@@ -208,6 +205,26 @@ Full per-run report with ROC curves and histograms: `runs/{results["name"]}/repo
 """
 
 
+def _stage_list(training: dict) -> str:
+    """The stage list, e.g. "general 3000 steps (22 min)", naming the stages restored
+    from elsewhere (their minutes are those of the run that trained them)."""
+    parts = []
+    for stage, summary in training.items():
+        minutes = summary["train_seconds"] / 60
+        text = f"{stage} {summary['steps']} steps ({minutes:.0f} min"
+        if "restored_from" in summary:
+            text += f", restored from `{_relative(summary['restored_from'])}`"
+        parts.append(text + ")")
+    return ", ".join(parts)
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
 def _baseline_models_sentence(results: dict, id_name: str = "Fashion-MNIST") -> str:
     bpd, cfg = results["bpd"], results["config"]
     parts = []
@@ -242,10 +259,7 @@ MNIST_ANCHORS = {
 def glow_mnist_section(results: dict) -> str:
     """The reverse pair: Glows trained on MNIST-5k, Fashion-MNIST as OOD."""
     m, t, bpd = results["metrics"], results["training"], results["bpd"]
-    stages = ", ".join(
-        f"{k} {v['steps']} steps ({v['train_seconds'] / 60:.0f} min)"
-        for k, v in t.items()
-    )
+    stages = _stage_list(t)
     rows = []
     for detector, per_set in m.items():
         r = per_set["fashion_mnist"]
@@ -633,6 +647,42 @@ def _scaling_sentence(scaling: dict, scales: list[str]) -> str:
     )
 
 
+# run directory (under --runs) -> title of its section, renderer.
+SECTIONS = (
+    ("glow_fmnist", "## Glow on Fashion-MNIST", glow_section),
+    ("glow_mnist_5k", "## Glow on MNIST-5k → Fashion-MNIST", glow_mnist_section),
+    ("glow_fmnist/lid", "## LID + likelihood dual threshold", lid_section),
+    ("vae_ood", "## VAEs (Vacant Holes)", vae_section),
+)
+KEPT_NOTE = "_Kept as last generated: `runs/{run}/results.json` was not there when"
+
+
+def _previous_sections(text: str) -> dict[str, str]:
+    """The sections of an earlier experiments/README.md, by the title prefix of
+    :data:`SECTIONS` they start with."""
+    chunks = ("\n" + text).split("\n## ")[1:]
+    out = {}
+    for chunk in chunks:
+        chunk = "## " + chunk.rstrip("\n") + "\n"
+        for _, title, _ in SECTIONS:
+            if chunk.startswith(title):
+                out[title] = chunk
+    return out
+
+
+def _kept(section: str, run: str) -> str:
+    """A section whose run directory is absent here (another machine made it):
+    kept verbatim, marked once so a reader knows its numbers are older."""
+    note = KEPT_NOTE.format(run=run)
+    if note in section:
+        return section
+    title, rest = section.split("\n", 1)
+    return (
+        f"{title}\n\n{note} these tables were regenerated; its numbers come from "
+        f"that run directory's last generation._\n{rest}"
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.tables")
     parser.add_argument("--runs", default=str(ROOT / "runs"))
@@ -644,21 +694,24 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     runs = Path(args.runs)
-    sections = []
-    glow = _load(runs, "glow_fmnist")
-    if glow is not None:
-        sections.append(glow_section(glow))
-    mnist = _load(runs, "glow_mnist_5k")
-    if mnist is not None:
-        sections.append(glow_mnist_section(mnist))
-    lid = _load(runs, "glow_fmnist/lid")
-    if lid is not None:
-        sections.append(lid_section(lid))
-    vae_results = _load(runs, "vae_ood")
-    if vae_results is not None:
-        sections.append(vae_section(vae_results))
-    body = "\n".join(sections) or "No finished runs yet: run `make run`.\n"
     experiments_readme = Path(args.experiments_readme)
+    previous = _previous_sections(
+        experiments_readme.read_text() if experiments_readme.exists() else ""
+    )
+    sections, loaded = [], {}
+    for run, title, render in SECTIONS:
+        loaded[run] = _load(runs, run)
+        if loaded[run] is not None:
+            sections.append(render(loaded[run]))
+        elif title in previous:
+            print(f"runs/{run} is not here: keeping its section as last generated.")
+            sections.append(_kept(previous[title], run))
+    glow, mnist, vae_results = (
+        loaded["glow_fmnist"],
+        loaded["glow_mnist_5k"],
+        loaded["vae_ood"],
+    )
+    body = "\n".join(sections) or "No finished runs yet: run `make run`.\n"
     experiments_readme.write_text(
         "# Experiments: paper vs ours\n\nGenerated by `python -m experiments.tables` "
         "from the run directories; do not edit by hand.\n\n" + body

@@ -121,10 +121,12 @@ def test_shipped_checkpoints_restore_and_reproduce_retrains(smoke_run, tmp_path)
     ship.main(["--run", str(workdir), "--to", str(shipped)])
     config = glow_fmnist.get_config("smoke")
     config.checkpoints = str(shipped)
+    config.train_baseline_models = False  # as make run: only shipped ones are used
     restored_dir = tmp_path / "restored"
     restored = flow_pipeline.train_all(config, restored_dir, sets)
     original = flow_pipeline.train_all(glow_fmnist.get_config("smoke"), workdir, sets)
-    for stage in flow_pipeline.STAGES:
+    assert set(restored) == set(ship.SHIPPED_STAGES)  # no ensemble is shipped
+    for stage in ship.SHIPPED_STAGES:
         assert not (restored_dir / stage / "metrics.jsonl").exists()  # not trained
         for a, b in zip(
             jax.tree.leaves(restored[stage]),
@@ -135,7 +137,7 @@ def test_shipped_checkpoints_restore_and_reproduce_retrains(smoke_run, tmp_path)
     # make reproduce: shipped checkpoints disabled, so the copies are trained for real.
     config.checkpoints = ""
     flow_pipeline.train_all(config, restored_dir, sets)
-    for stage in flow_pipeline.STAGES:
+    for stage in ship.SHIPPED_STAGES:
         assert (restored_dir / stage / "metrics.jsonl").exists()
         assert not (restored_dir / stage / "restored_from").exists()
 
@@ -146,13 +148,14 @@ def test_lid_pipeline_on_the_smoke_run(smoke_run):
     results = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke", num_lidl=2)
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
     curves = results["lidl"]["mean_curves"]
-    assert set(curves) == {"id_test", "ood/mnist_5k"}
+    assert set(curves) == {"id_test", "ood/mnist_5k", "ood/uniform_noise"}
     # LIDL is about D = 1024 at tiny δ and falls towards 0 at large δ (in between
     # the z-dependent term of the formula may lift it above D).
     for curve in curves.values():
         assert abs(curve[0] - 1024) < 2.0 and curve[-1] < 0.05 * curve[0]
         assert min(curve) >= 0.0
-    for pair in ("mnist_5k",):
+    assert set(results["pairs"]) == {"mnist_5k", "uniform_noise"}  # every OOD set
+    for pair in ("mnist_5k", "uniform_noise"):
         r = results["pairs"][pair]
         assert 0.0 <= r["rank_and"] <= 1.0
         assert r["envelope_reported"] >= r["likelihood"] - 1e-12

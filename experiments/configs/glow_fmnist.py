@@ -20,6 +20,8 @@ Variants (``--config experiments/configs/glow_fmnist.py:VARIANT``):
 
 import ml_collections
 
+from experiments.configs import FASHION_MNIST_OOD
+
 VARIANTS = ("default", "smoke", "paper", "mnist_5k", "mnist_5k_smoke")
 
 
@@ -39,14 +41,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.data.image_size = 32  # bilinear 28 -> 32 so that three squeezes fit
     c.data.val_size = 2000  # held out of the training split, stratified
     c.data.general_val_size = 2000  # general-set test images validating that model
-    c.data.ood = (
-        "mnist_5k:all",
-        "animal_mnist:all",
-        "uniform_noise:test",
-        "constant:test",
-        "fashion_mnist_vflip:test",
-        "fashion_mnist_inverted:test",
-    )
+    c.data.ood = FASHION_MNIST_OOD
     c.data.max_eval = 5000  # images per evaluation set (fixed random subset)
 
     c.model = ml_collections.ConfigDict()

@@ -18,6 +18,8 @@ Lipschitz one holds.
 
 import ml_collections
 
+from experiments.configs import FASHION_MNIST_OOD
+
 VARIANTS = ("default", "smoke")
 
 
@@ -39,7 +41,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         dict(
             train_split="train",
             test_split="test",
-            ood=("mnist_5k:all", "animal_mnist:all", "uniform_noise:test"),
+            ood=FASHION_MNIST_OOD,
             steps=1500,
         )
     )
