@@ -55,8 +55,12 @@ def test_every_detector_and_set_is_scored(smoke_run):
         waic = members.mean(0) - members.var(0, ddof=1)
         np.testing.assert_allclose(scores[f"{name}/waic"], -waic, rtol=1e-5)
         entropy = results["typicality_entropy_nats"]
+        # float32 NLLs of ~10³ nats: |NLL − Ĥ| near 0 keeps only ~1e-4 absolute.
         np.testing.assert_allclose(
-            scores[f"{name}/typicality"], np.abs(-log_p["id"] - entropy), rtol=1e-5
+            scores[f"{name}/typicality"],
+            np.abs(-log_p["id"] - entropy),
+            rtol=1e-5,
+            atol=1e-3,
         )
         nll_bpd = -log_p["id"] / (1024 * np.log(2)) + 8
         png = nll_bpd - scores[f"{name}/complexity_png"]  # the PNG bits/dim
@@ -149,10 +153,11 @@ def test_lid_pipeline_on_the_smoke_run(smoke_run):
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
     curves = results["lidl"]["mean_curves"]
     assert set(curves) == {"id_test", "ood/mnist_5k", "ood/uniform_noise"}
-    # LIDL is about D = 1024 at tiny δ and falls towards 0 at large δ (in between
-    # the z-dependent term of the formula may lift it above D).
+    # LIDL is about D = 1024 at tiny δ and falls towards 0 at large δ. The
+    # z-dependent term of the formula may lift it above D: at δ = -8 by a few units
+    # for uniform noise, whose latents are far out (σ² Σ z̃ᵢ²/λᵢ).
     for curve in curves.values():
-        assert abs(curve[0] - 1024) < 2.0 and curve[-1] < 0.05 * curve[0]
+        assert 1022.0 < curve[0] < 1.01 * 1024 and curve[-1] < 0.05 * curve[0]
         assert min(curve) >= 0.0
     assert set(results["pairs"]) == {"mnist_5k", "uniform_noise"}  # every OOD set
     for pair in ("mnist_5k", "uniform_noise"):

@@ -27,7 +27,9 @@ def test_linear_decoder_threshold_lid_is_exact(linear_decoder):
     fn, s, _, z = linear_decoder
     spectrum = lid.jacobian_spectrum(fn, z, chunk_size=5)
     np.testing.assert_allclose(spectrum.singular_values, s[::-1], rtol=1e-4)
-    log_taus = jnp.linspace(-6.0, 3.0, 37)
+    # Off the grid of log s (≥ 0.009 away): a τ equal to a singular value would test
+    # float rounding, not the estimator (log s = -5 vs log τ = -5 failed that way).
+    log_taus = jnp.linspace(-6.0, 3.0, 37) + 0.1
     expected = jnp.sum(jnp.log(s)[None, :] > log_taus[:, None], axis=-1)
     np.testing.assert_array_equal(
         lid.threshold_lid(spectrum.singular_values, log_taus), expected
