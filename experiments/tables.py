@@ -145,16 +145,92 @@ def observations(results: dict) -> str:
             "of digits, so subtracting it removes less of the low-level part of the "
             "likelihood than a model of 80M Tiny Images would."
         )
-    for detector in ("llr", "llr_outlier"):
-        if auc[detector]["uniform_noise"] < 0.5:
+    inverted = [
+        f"`{d}` ({auc[d]['uniform_noise']:.3f})"
+        for d in ("llr", "llr_outlier")
+        if auc[d]["uniform_noise"] < 0.5
+    ]
+    if inverted:
+        lines.append(
+            " and ".join(inverted) + " rank uniform noise as *less* anomalous than "
+            "Fashion-MNIST: the general model gives noise an even lower likelihood "
+            "than the ID model. The raw likelihood catches noise "
+            f"({auc['likelihood']['uniform_noise']:.3f}); ratios are meant to be "
+            "read together with it."
+        )
+    return " ".join(lines)
+
+
+def baseline_observations(results: dict, ood: str = "mnist_5k") -> str:
+    """Sentences on the baselines of this issue, read off the numbers: only those
+    whose condition holds are written."""
+    auc = {
+        d: {o: v["auroc"] for o, v in per.items()}
+        for d, per in results["metrics"].items()
+    }
+    lines = []
+    png, jp2 = auc.get("complexity_png", {}), auc.get("complexity_jpeg2000", {})
+    if ood in png and ood in jp2 and jp2[ood] < png[ood] - 0.2:
+        lines.append(
+            f"Input complexity depends on the compressor: PNG gives {png[ood]:.3f} on "
+            f"{ood}, lossless JPEG 2000 {jp2[ood]:.3f}. On these 32×32 images JPEG "
+            "2000 compresses far less than PNG and its code lengths differ less "
+            "between the sets, so it cancels less of the likelihood's bias towards "
+            "simple images."
+        )
+    ren = auc.get("ren_llr", {})
+    low = [f"`{o}` ({v:.3f})" for o, v in ren.items() if v < 0.5]
+    if low:
+        lines.append(
+            "Ren et al.'s ratio ranks " + ", ".join(low) + " as *less* anomalous "
+            "than the ID test set: the background model, trained on mutated images "
+            "with weight decay, gives those inputs a higher likelihood than the ID "
+            "model does."
+        )
+    bpd = results["bpd"]
+    members = [k for k in bpd if k.startswith("ensemble_")]
+    if "waic" in auc and members:
+        worst = max(bpd[k]["id_test"] for k in members)
+        if worst > bpd["id"]["id_test"] + 0.5:
             lines.append(
-                f"`{detector}` ranks uniform noise as *less* anomalous than "
-                f"Fashion-MNIST (AUROC {auc[detector]['uniform_noise']:.3f}): the "
-                "general model gives noise an even lower likelihood than the ID model. "
-                "The raw likelihood catches noise "
-                f"({auc['likelihood']['uniform_noise']:.3f}); ratios are meant to be "
-                "read together with it."
+                f"The WAIC members are trained from scratch for "
+                f"{results['config']['ensemble']['steps']} steps and stay far from "
+                f"the fine-tuned ID model (test bits/dim up to {worst:.3f} vs "
+                f"{bpd['id']['id_test']:.3f}); WAIC gives {auc['waic'][ood]:.3f} on "
+                f"{ood} against {auc['likelihood'][ood]:.3f} for the raw likelihood."
             )
+    groups = results.get("groups", {})
+    first = next(iter(groups.values()), {}).get("auroc", {})
+    full, tc = first.get("klods_image_k2", {}), first.get("klods_image_k2_tc", {})
+    if ood in full and ood in tc and tc[ood]["mean"] < 0.5 < full[ood]["mean"]:
+        lines.append(
+            f"KLODS-R's total-correlation part alone ranks `{ood}` groups as *less* "
+            f"correlated than the ID groups ({tc[ood]['mean']:.3f} at M = "
+            f"{next(iter(groups))}): the separation comes from the dimension-wise "
+            "part (means and variances of the latents off N(0, 1)), not from the "
+            "extra dependence that v1 of the paper's abstract points to."
+        )
+    for size, g in groups.items():
+        inverted = {
+            o: v["mean"]
+            for o, v in g["auroc"].get("klods_image_k2", {}).items()
+            if v["mean"] < 0.4
+        }
+        if inverted:
+            cells = ", ".join(f"`{o}` {v:.3f}" for o, v in inverted.items())
+            flips = all("flip" in o for o in inverted)
+            lines.append(
+                f"KLODS-R in groups of {size} finds these sets *closer* to N(0, I) "
+                f"than the ID test set: {cells}. "
+                + (
+                    "Pooling patches over all positions forgets where a patch "
+                    "sits, which makes the statistic nearly blind to a global flip; "
+                    if flips
+                    else ""
+                )
+                + "why it falls below 0.5 was not established."
+            )
+            break
     return " ".join(lines)
 
 
@@ -204,6 +280,8 @@ not quoted):
 {anchors_table(results)}
 
 {observations(results)}
+
+{baseline_observations(results)}
 
 Detectors:
 
@@ -407,8 +485,11 @@ def _klods_goal(auroc: dict, main_variant: str) -> str:
     full KL); the best ablation is named too, but chosen after seeing the test."""
     layout, k = main_variant.split(":")
     main = f"klods_{layout}_k{k}"
-    ours = auroc[main]["mnist_5k"]["mean"]
+    result = auroc[main]["mnist_5k"]
+    ours, worst = result["mean"], min(result["per_seed"])
     met = "met" if ours >= KLODS_GOAL else "**not met**"
+    if ours >= KLODS_GOAL > worst:
+        met = "met on the mean, narrowly,"
     ablations = {
         d: v["mnist_5k"]["mean"]
         for d, v in auroc.items()
@@ -417,7 +498,9 @@ def _klods_goal(auroc: dict, main_variant: str) -> str:
     best = max(ablations, key=ablations.get)
     return (
         f"- Goal AUROC ≥ {KLODS_GOAL} for KLODS at M = 5 on FMNIST→MNIST-5k: {met} "
-        f"by the main variant `{main}` ({ours:.3f}). Best of the other variants and "
+        f"by the main variant `{main}` ({ours:.4f} ± {result['std']:.4f}; lowest "
+        f"of the {len(result['per_seed'])} shuffles {worst:.4f}). Best of the other "
+        "variants and "
         f"parts: `{best}` {ablations[best]:.3f} (picked after seeing the test sets, "
         "so not a claim)."
     )
