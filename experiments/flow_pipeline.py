@@ -294,8 +294,11 @@ def _train_baseline_models(config, workdir: Path, sets, model, batches) -> dict:
     wanted = ["background"] + [f"ensemble_{k}" for k in range(ec.size)]
     params = {}
     for stage in wanted:
-        available = _finished(config, workdir, stage) or _shipped(config, stage)
-        if not (config.train_baseline_models or available):
+        if not (
+            config.train_baseline_models
+            or _finished(config, workdir, stage)
+            or _shipped(config, stage)
+        ):
             continue
         index = _stage_index(stage)
         init_key, data_key = jax.random.split(jax.random.key(config.seed + index))

@@ -1,7 +1,7 @@
 """Copies a finished run's stage params into the checkpoints that ``make run`` restores.
 
     python -m experiments.ship --run runs/glow_fmnist \
-        --to experiments/checkpoints/glow_fmnist
+        --to experiments/checkpoints/glow_fmnist [--stages background]
 
 Shipped: the general, ID and outlier-loss models and Ren et al.'s background model
 (1.2 MB each at the default size), so that ``make run`` scores the background ratio
@@ -25,9 +25,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.ship")
     parser.add_argument("--run", required=True)
     parser.add_argument("--to", required=True)
+    parser.add_argument(
+        "--stages",
+        default=",".join(SHIPPED_STAGES),
+        help="comma-separated; re-shipping an unchanged stage rewrites its binary "
+        "files, so name only the stages that changed",
+    )
     args = parser.parse_args(argv)
     run, target = Path(args.run), Path(args.to)
-    for stage in SHIPPED_STAGES:
+    stages = args.stages.split(",")
+    unknown = set(stages) - set(SHIPPED_STAGES)
+    if unknown:
+        raise SystemExit(f"Unknown stages {sorted(unknown)}; from {SHIPPED_STAGES}.")
+    for stage in stages:
         source = run / stage
         missing = [
             p
@@ -36,7 +46,7 @@ def main(argv=None) -> None:
         ]
         if missing:
             raise SystemExit(f"{source} is not finished (missing {missing}).")
-    for stage in SHIPPED_STAGES:
+    for stage in stages:
         source, dest = run / stage, target / stage
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
