@@ -111,9 +111,11 @@ def plot_image_grid(
 
 def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    restored = []
     for stage in stages:
         file = run_dir / stage / "metrics.jsonl"
-        if not file.exists():
+        if not file.exists():  # restored from a shipped checkpoint: no curve here
+            restored.append(stage)
             continue
         records = [json.loads(x) for x in file.read_text().splitlines() if x.strip()]
         steps = [r["step"] for r in records]
@@ -122,7 +124,10 @@ def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
         if val:
             ax.plot(*zip(*val, strict=True), "o--", label=f"{stage} validation")
     ax.set(xlabel="step", ylabel="bits/dim")
-    ax.legend(fontsize=7)
+    if restored:
+        ax.set_title(f"restored, not trained here: {', '.join(restored)}", fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
