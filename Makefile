@@ -44,7 +44,7 @@ format: $(STAMP)
 # finished it, scores every detector, regenerates the tables of the READMEs.
 # Interrupted? Run it again: finished runs are kept, the interrupted one resumes.
 # `make reproduce REPRODUCE_FLAGS=--shipped` restores the shipped Fashion-MNIST
-# checkpoints instead of retraining them (an hour less on 2 cores).
+# checkpoints instead of retraining them (over an hour less on 2 cores).
 REPRODUCE_FLAGS ?=
 reproduce: data
 	$(PY) -m experiments.reproduce --runs runs $(REPRODUCE_FLAGS)

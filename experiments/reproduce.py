@@ -11,9 +11,9 @@ finished by running the same command again:
    outlier-loss models, Ren et al.'s background model and the WAIC ensemble, trained
    here; every point-wise and group detector scored; report with plots. The shipped
    checkpoints of ``make run`` are not used unless ``--shipped`` is given: then the
-   general, ID and outlier-loss models are restored from them (they were trained by
-   this step with the same configuration) and only the rest is trained, which saves
-   about an hour on 2 CPU cores.
+   general, ID, outlier-loss and background models are restored from them (they
+   were trained by this step with the same configuration) and only the rest is
+   trained, which saves over an hour on 2 CPU cores.
 2. ``flow_mnist``: the same with MNIST-5k in-distribution (``runs/glow_mnist_5k``),
    reusing step 1's general model.
 3. ``lid``: LID + likelihood dual threshold on step 1's Glow (``runs/glow_fmnist/lid``).
@@ -133,8 +133,9 @@ def cli(argv=None) -> None:
     parser.add_argument(
         "--shipped",
         action="store_true",
-        help="restore the shipped Fashion-MNIST general/id/id_outlier checkpoints "
-        "where their configuration matches instead of training them",
+        help="restore the shipped Fashion-MNIST checkpoints (general, id, "
+        "id_outlier, background) where their configuration matches instead of "
+        "training them",
     )
     args = parser.parse_args(argv)
     run(Path(args.runs), args.variant, tuple(args.steps.split(",")), args.shipped)
