@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from experiments import flow_pipeline, report, run_dir
 from experiments.configs import glow_fmnist
-from jaxood import checkpoint, data, detectors, lid, metrics
+from jaxood import checkpoint, data, detectors, flows, lid, metrics
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -41,7 +41,10 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
     for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
         x = data.to_model_space(images[begin : begin + BATCH])
         spectrum, _ = lid.flow_spectra(model, params, x, chunk_size=128)
-        log_p = model.forward(params, x).total
+        # Jitted: an op-by-op model.forward re-traces its scans every call, and the
+        # executables it compiles each time exhausted the process's memory maps
+        # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
+        log_p = flows.log_prob(model, params, x).total
         done = {
             "s": np.concatenate([done["s"], np.asarray(spectrum.singular_values)]),
             "log_p": np.concatenate([done["log_p"], np.asarray(log_p, np.float64)]),
