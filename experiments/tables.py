@@ -125,10 +125,17 @@ def _differs(detector: str, pair: str, ours: float, refs) -> str:
     )
 
 
+def _aurocs(results: dict) -> dict[str, dict[str, float]]:
+    """detector -> OOD set -> point-wise AUROC."""
+    return {
+        d: {o: v["auroc"] for o, v in per.items()}
+        for d, per in results["metrics"].items()
+    }
+
+
 def observations(results: dict) -> str:
     """Sentences read off the numbers (so they change when the numbers do)."""
-    m = results["metrics"]
-    auc = {d: {o: v["auroc"] for o, v in per.items()} for d, per in m.items()}
+    auc = _aurocs(results)
     lines = []
     four = ("likelihood", "final_scale", "llr", "llr_outlier")
     best = max(four, key=lambda d: auc[d]["mnist_5k"])
@@ -164,10 +171,7 @@ def observations(results: dict) -> str:
 def baseline_observations(results: dict, ood: str = "mnist_5k") -> str:
     """Sentences on the baselines of this issue, read off the numbers: only those
     whose condition holds are written."""
-    auc = {
-        d: {o: v["auroc"] for o, v in per.items()}
-        for d, per in results["metrics"].items()
-    }
+    auc = _aurocs(results)
     lines = []
     png, jp2 = auc.get("complexity_png", {}), auc.get("complexity_jpeg2000", {})
     if ood in png and ood in jp2 and jp2[ood] < png[ood] - 0.2:
@@ -768,7 +772,11 @@ SECTIONS = (
     ("glow_fmnist/lid", "## LID + likelihood dual threshold", lid_section),
     ("vae_ood", "## VAEs (Vacant Holes)", vae_section),
 )
-KEPT_NOTE = "_Kept as last generated: `runs/{run}/results.json` was not there when"
+KEPT_NOTE = (
+    "_Kept as last generated: `runs/{run}/results.json` was not there when these "
+    "tables were regenerated; its numbers come from that run directory's last "
+    "generation._"
+)
 
 
 def _previous_sections(text: str) -> dict[str, str]:
@@ -791,10 +799,7 @@ def _kept(section: str, run: str) -> str:
     if note in section:
         return section
     title, rest = section.split("\n", 1)
-    return (
-        f"{title}\n\n{note} these tables were regenerated; its numbers come from "
-        f"that run directory's last generation._\n{rest}"
-    )
+    return f"{title}\n\n{note}\n{rest}"
 
 
 def main(argv=None) -> None:
