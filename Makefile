@@ -22,12 +22,13 @@ $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt pyproject.
 data: $(STAMP)
 	$(PY) -m jaxood.data prepare
 
+MAIN := $(PY) -m experiments.main --config experiments/configs
 RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmnist
 
 # Restores the shipped checkpoints (general, id, id_outlier and Ren's background
 # model); scores WAIC only if its ensemble was trained before (make reproduce).
 run: data
-	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False --mode all
+	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False
 
 test: data
 	$(PY) -m pytest -q
@@ -40,22 +41,28 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Trains every model (ignoring shipped checkpoints) unless its run directory already
-# finished it, scores every detector, regenerates the tables of the READMEs.
-# Interrupted? Run it again: finished runs are kept, the interrupted one resumes.
+# Every published table: the commands that produce them, then the tables. Each
+# command resumes: finished models are kept, an interrupted one resumes, cached scores
+# are reused, so an interrupted reproduction is finished by running it again.
 # `make reproduce REPRODUCE_FLAGS=--shipped` restores the shipped Fashion-MNIST
-# checkpoints instead of retraining them (over an hour less on 2 cores).
+# Glows instead of training them again (over an hour less on 2 cores).
 REPRODUCE_FLAGS ?=
+SHIPPED := $(if $(findstring --shipped,$(REPRODUCE_FLAGS)),,--config.checkpoints=)
 reproduce: data
-	$(PY) -m experiments.reproduce --runs runs $(REPRODUCE_FLAGS)
+	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist $(SHIPPED)
+	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k
+	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist --mode lid
+	$(MAIN)/vae_ood.py --workdir runs/vae_ood
+	$(PY) -m experiments.tables --collect runs
 
 # The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).
 vae: data
-	$(PY) -m experiments.vae_pipeline --config experiments/configs/vae_ood.py --workdir runs/vae_ood
+	$(MAIN)/vae_ood.py --workdir runs/vae_ood
 
-# Regenerate experiments/README.md and the README results block from runs/.
+# Regenerate the generated blocks of the READMEs from experiments/results/ (after
+# copying the results of the finished runs under runs/ there).
 tables: $(STAMP)
-	$(PY) -m experiments.tables
+	$(PY) -m experiments.tables --collect runs
 
 # Copy the trained stages of runs/glow_fmnist into the checkpoints make run restores.
 ship: $(STAMP)

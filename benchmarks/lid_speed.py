@@ -289,7 +289,7 @@ def cg_loop_overhead(arch, probes: int = 16, iterations: int = 10) -> dict:
 
     The CG of ``lidl_matrix_free`` runs in a ``lax.fori_loop``; on XLA:CPU
     convolutions inside while loops are slower than straight-line code
-    (shared/specs/performance.md §1). This measures that factor at D = 784.
+    (docs/performance.md). This measures that factor at D = 784.
     """
     model, params, z = _setup((28, 28, 1), 2, arch, 1)
     v0 = jax.random.normal(jax.random.key(5), (probes, z.shape[1]))

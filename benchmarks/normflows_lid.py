@@ -2,8 +2,9 @@
 
     .venv-bench/bin/python benchmarks/normflows_lid.py --images 3 --threads 2
 
-What ``dgm_ood_detection`` / ``dgm_geometry`` do for a flow (shared/specs/methods.md
-2.3): z0 = f⁻¹(x); J = ``torch.func.jacfwd`` of the decoder z -> x at z0 (D×D);
+What ``dgm_ood_detection`` / ``dgm_geometry`` do for a flow (Kamkari et al., "A
+Geometric Explanation of the Likelihood OOD Detection Paradox", ICML 2024; see
+docs/lid.md): z0 = f⁻¹(x); J = ``torch.func.jacfwd`` of the decoder z -> x at z0 (D×D);
 M = JᵀJ, symmetrised, clamped to ±10^4.5, NaNs set to 0; ``torch.linalg.eigh(M)``.
 The decoder of normflows' ``MultiscaleFlow`` is ``forward_and_log_det`` (z -> x)
 on the list of per-scale latents; a flat (D,) latent is split into that list.

@@ -151,7 +151,7 @@ stay well below D / 3 to beat D JVPs plus one SVD. The CG runs in a `lax.fori_lo
 and on XLA:CPU the decoder's JJᵀv for {cg["probes"]} probes costs
 **{cg["slowdown"]:.1f}×** more inside the loop than in straight-line code
 ({cg["seconds_fori_loop"]:.2f} s vs {cg["seconds_straight_line"]:.2f} s for
-{cg["iterations"]} iterations; see shared/specs/performance.md §1).
+{cg["iterations"]} iterations; see docs/performance.md).
 
 ### δ sweep: {sw["num_deltas"]} scales ({sw["deltas"]}) vs one, D = {sw["num_dims"]}
 

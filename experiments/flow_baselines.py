@@ -3,7 +3,7 @@ and KLODS-R (point-wise and in groups), input complexity, Ren et al.'s backgroun
 ratio and WAIC, computed from the log-likelihoods and latents of the trained Glows.
 
 Point-wise scores have one value per image and go through ``metrics.summary`` like
-the others; group scores follow the group protocol of ``shared/specs/methods.md`` 3.8
+the others; group scores follow the group protocol of ``docs/detectors.md``
 (fixed-seed shuffles into groups of M, last incomplete group dropped, AUROC over ID
 groups vs OOD groups, mean ± std over the shuffles).
 """

@@ -1,19 +1,19 @@
 """LID + likelihood dual threshold on the trained Glow (Kamkari et al. 2024).
 
-    python -m experiments.lid_pipeline --workdir runs/glow_fmnist [--num-eval 64]
+    python -m experiments.main --config experiments/configs/glow_fmnist.py \
+        --workdir runs/glow_fmnist --mode lid
 
-Uses the ``id`` stage of a finished ``glow_fmnist`` run. Per evaluation image: the
-decoder's Jacobian spectrum at z0 = f⁻¹(x) (``jaxood.lid.flow_spectra``) and log p(x),
-saved batch by batch under ``<workdir>/lid/`` so that an interrupted run resumes and a
-later run with larger counts only computes the new images. τ is calibrated by
-bisection so that the mean LID of the calibration images equals a JAX lPCA estimate
-on the training data (alpha 1e-3). Writes ``lid/results.json`` and plots.
+Uses the ``id`` stage of a finished flow run; the counts are ``config.lid``. Per
+evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
+(``jaxood.lid.flow_spectra``) and log p(x), saved batch by batch under
+``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
+counts only computes the new images. τ is calibrated by bisection so that the mean
+LID of the calibration images equals a JAX lPCA estimate on the training data.
+Writes ``lid/results.json`` and ``lid/lid.png``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import jax
@@ -21,9 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import flow_pipeline, report, run_dir
-from experiments.configs import glow_fmnist
-from jaxood import checkpoint, data, detectors, flows, lid, metrics
+from experiments import report, run_dir
+from jaxood import data, detectors, flows, lid, metrics
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -71,30 +70,18 @@ def _lidl_curves(model, params, images, path: Path, desc: str) -> np.ndarray:
     return done[: len(images)]
 
 
-def run(
-    workdir: Path,
-    num_eval: int,
-    num_calibration: int,
-    num_validation: int,
-    variant: str = "default",
-    num_lidl: int = 16,
-) -> dict:
-    """Spectra, calibration and dual-threshold AUROCs; writes and returns results."""
-    config = glow_fmnist.get_config(variant)
-    model = flow_pipeline.build_model(config)
-    template = model.random_params(jax.random.key(0))
-    params = jax.tree.map(
-        jnp.asarray, checkpoint.load_params(workdir / "id" / "final_params", template)
-    )
-    sets = flow_pipeline.load_sets(config)
-    ood_sets = [name for name in sets if name.startswith("ood/")]  # every OOD set
-    out = workdir / "lid"
+def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
+    """Spectra, calibration and dual-threshold AUROCs of a trained flow on the
+    first ``lc.num_*`` images of each set; writes ``out/results.json``, ``lid.png``.
+    """
+    params = jax.tree.map(jnp.asarray, params)  # on device once, not per batch
+    ood_sets = [name for name in sets if name.startswith("ood/")]
     out.mkdir(exist_ok=True)
     chosen = {
-        "calibration": sets["id_train"][:num_calibration],
-        "validation": sets["id_val"][:num_validation],
-        "id_test": sets["id_test"][:num_eval],
-        **{name: sets[name][:num_eval] for name in ood_sets},
+        "calibration": sets["id_train"][: lc.num_calibration],
+        "validation": sets["id_val"][: lc.num_validation],
+        "id_test": sets["id_test"][: lc.num_eval],
+        **{name: sets[name][: lc.num_eval] for name in ood_sets},
     }
     spectra = {
         name: _spectra(
@@ -102,16 +89,15 @@ def run(
         )
         for name, images in chosen.items()
     }
-    reference = sets["id_train"][:10_000]
+    reference = sets["id_train"][: lc.lpca_reference]
     train_flat = data.to_model_space(reference).reshape(len(reference), -1)
-    neighbours = min(1000, len(train_flat))
     target = float(
         jnp.mean(
             lid.lpca(
-                train_flat[:num_calibration],
+                train_flat[: lc.num_calibration],
                 train_flat,
-                n_neighbors=neighbours,
-                alpha=1e-3,
+                n_neighbors=min(lc.lpca_neighbors, len(train_flat)),
+                alpha=lc.lpca_alpha,
             )
         )
     )
@@ -152,15 +138,20 @@ def run(
         }
     results["lidl"] = {
         "deltas": DELTAS.tolist(),
-        "count": num_lidl,
+        "count": lc.num_lidl,
         "mean_curves": {
             name: _lidl_curves(
-                model, params, chosen[name][:num_lidl],
-                out / f"lidl_{name.replace('/', '_')}.npy", f"LIDL {name}",
-            ).mean(axis=0).tolist()
+                model,
+                params,
+                chosen[name][: lc.num_lidl],
+                out / f"lidl_{name.replace('/', '_')}.npy",
+                f"LIDL {name}",
+            )
+            .mean(axis=0)
+            .tolist()
             for name in ("id_test", *ood_sets)
         },
-    }  # fmt: skip
+    }
     run_dir.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
@@ -189,41 +180,3 @@ def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
     third.set(xlabel="δ = log σ", ylabel=f"mean LIDL ({lidl['count']} images per set)")
     third.legend(fontsize=7)
     report.save_figure(fig, out / "lid.png")
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.lid_pipeline")
-    parser.add_argument("--workdir", default="runs/glow_fmnist")
-    parser.add_argument("--num-eval", type=int, default=64)
-    parser.add_argument("--num-calibration", type=int, default=48)
-    parser.add_argument("--num-validation", type=int, default=48)
-    parser.add_argument("--num-lidl", type=int, default=16, help="LIDL sweeps per set")
-    parser.add_argument("--variant", default="default", help="glow_fmnist variant")
-    args = parser.parse_args(argv)
-    results = run(
-        Path(args.workdir),
-        args.num_eval,
-        args.num_calibration,
-        args.num_validation,
-        args.variant,
-        args.num_lidl,
-    )
-    print(
-        json.dumps(
-            {
-                k: results[k]
-                for k in (
-                    "lpca_target",
-                    "log_tau",
-                    "calibrated_mean_lid",
-                    "counts",
-                    "pairs",
-                )
-            },
-            indent=2,
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,53 +1,23 @@
-"""Run report: the OOD table, ROC curves, score histograms, samples, training curves."""
+"""Per-run reports: ``report.md`` (the tables of ``experiments.tables`` plus plots)
+and a compact table on stdout."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import jax
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
-from jaxood import metrics
+from experiments import tables
+from jaxood import data, flows, metrics, vae
 
-COLUMNS = ("auroc", "aupr_in", "aupr_out", "fpr95")
-
-
-def ood_table(results: dict, descriptions: dict[str, str]) -> str:
-    """Markdown table: one row per (detector, OOD set)."""
-    n_in = next(iter(next(iter(results["metrics"].values())).values()))["n_in"]
-    lines = [
-        f"ID test images: {n_in}. OOD positive; AUROC with 95 % bootstrap interval; "
-        "FPR95 = fraction of ID flagged at 95 % TPR.",
-        "",
-        "| detector | OOD set | n | AUROC | AUPR-In | AUPR-Out | FPR95 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for detector, per_set in results["metrics"].items():
-        for ood, m in per_set.items():
-            ci = (
-                f" [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
-                if "auroc_ci_low" in m
-                else ""
-            )
-            flag = f" ({m['n_nonfinite']} non-finite)" if m["n_nonfinite"] else ""
-            lines.append(
-                f"| {detector} | {ood} | {m['n_out']} | {m['auroc']:.3f}{ci}{flag} | "
-                f"{m['aupr_in']:.3f} | {m['aupr_out']:.3f} | {m['fpr95']:.3f} |"
-            )
-    lines += ["", *[f"- `{k}`: {v}" for k, v in descriptions.items()]]
-    return "\n".join(lines)
-
-
-def _detector_row(detectors: list[str], height: float):
-    """A figure with one panel per detector, and (axis, detector) pairs."""
-    fig, axes = plt.subplots(
-        1, len(detectors), figsize=(4 * len(detectors), height), squeeze=False
-    )
-    return fig, zip(axes[0], detectors, strict=True)
+PLOTTED = ("likelihood", "final_scale", "llr", "ren_llr", "waic", "complexity_png")
+GROUPED = ("typicality", "klods_image_k2")
 
 
 def save_figure(fig, path: Path) -> None:
@@ -56,51 +26,36 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(
-    scores: dict, detectors: list[str], ood_sets: list[str], path: Path
-) -> None:
-    fig, panels = _detector_row(detectors, 4)
-    for ax, detector in panels:
-        s_in = scores[f"id_test/{detector}"]
+def _panels(names, height: float, rows: int = 1):
+    size = (4 * len(names), height * rows)
+    return plt.subplots(rows, len(names), figsize=size, squeeze=False)
+
+
+def plot_scores(scores: dict, detectors, ood_sets, path: Path) -> None:
+    """ROC curves (top) and score histograms (bottom), one column per detector."""
+    fig, axes = _panels(detectors, 3.8, rows=2)
+    for (roc, hist), d in zip(axes.T, detectors, strict=True):
+        s_in = scores[f"id_test/{d}"]
+        groups = {"ID test": s_in} | {o: scores[f"ood/{o}/{d}"] for o in ood_sets}
         for ood in ood_sets:
-            s_out = scores[f"ood/{ood}/{detector}"]
-            fpr, tpr = metrics.roc_curve(s_in, s_out, nonfinite="most_anomalous")
-            auc = metrics.auroc(s_in, s_out, nonfinite="most_anomalous")
-            ax.plot(fpr, tpr, label=f"{ood} ({auc:.2f})")
-        ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set(title=detector, xlabel="FPR (ID flagged)", ylabel="TPR (OOD caught)")
-        ax.legend(fontsize=7, loc="lower right")
-    save_figure(fig, path)
-
-
-def plot_histograms(
-    scores: dict, detectors: list[str], ood_sets: list[str], path: Path
-) -> None:
-    fig, panels = _detector_row(detectors, 3.5)
-    for ax, detector in panels:
-        groups = {"ID test": scores[f"id_test/{detector}"]}
-        groups.update({o: scores[f"ood/{o}/{detector}"] for o in ood_sets})
+            fpr, tpr = metrics.roc_curve(s_in, groups[ood], nonfinite="most_anomalous")
+            auc = metrics.auroc(s_in, groups[ood], nonfinite="most_anomalous")
+            roc.plot(fpr, tpr, label=f"{ood} ({auc:.2f})")
+        roc.plot([0, 1], [0, 1], ":", color="grey")
+        roc.set(title=d, xlabel="FPR (ID flagged)", ylabel="TPR (OOD caught)")
         finite = np.concatenate([g[np.isfinite(g)] for g in groups.values()])
         low, high = np.percentile(finite, [0.5, 99.5])
-        bins = np.linspace(low, high, 60)
-        for label, values in groups.items():
-            ax.hist(
-                np.clip(values, low, high),
-                bins=bins,
-                histtype="step",
-                density=True,
-                label=label,
-            )
-        ax.set(title=detector, xlabel="anomaly score (higher = OOD)")
-        ax.legend(fontsize=7)
+        for label, v in groups.items():
+            hist.hist(np.clip(v, low, high), np.linspace(low, high, 60),
+                      density=True, histtype="step", label=label)  # fmt: skip
+        hist.set(xlabel="anomaly score (higher = OOD)")
+        roc.legend(fontsize=7, loc="lower right")
+        hist.legend(fontsize=7)
     save_figure(fig, path)
 
 
-def plot_image_grid(
-    images: np.ndarray, path: Path, title: str, columns: int = 8
-) -> None:
-    n = len(images) - len(images) % columns or len(images)
-    rows = max(n // columns, 1)
+def plot_image_grid(images: np.ndarray, path: Path, title: str, columns: int = 8):
+    rows = max(len(images) // columns, 1)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4))
     for ax, image in zip(np.ravel(axes), images[: rows * columns], strict=False):
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
@@ -109,21 +64,22 @@ def plot_image_grid(
     save_figure(fig, path)
 
 
-def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
+def plot_training(workdir: Path, stages, path: Path, metric: str) -> None:
+    """Training and validation curves of the stages trained in ``workdir``."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    restored = []
-    for stage in stages:
-        file = run_dir / stage / "metrics.jsonl"
-        if not file.exists():  # restored from a shipped checkpoint: no curve here
-            restored.append(stage)
-            continue
-        records = [json.loads(x) for x in file.read_text().splitlines() if x.strip()]
-        steps = [r["step"] for r in records]
-        ax.plot(steps, [r["bpd"] for r in records], label=f"{stage} train")
-        val = [(r["step"], r["val_bpd"]) for r in records if "val_bpd" in r]
+    restored = [s for s in stages if not (workdir / s / "metrics.jsonl").exists()]
+    for stage in (s for s in stages if s not in restored):
+        text = (workdir / stage / "metrics.jsonl").read_text()
+        records = [json.loads(x) for x in text.splitlines() if x.strip()]
+        ax.plot(
+            [r["step"] for r in records],
+            [r[metric] for r in records],
+            label=f"{stage} train",
+        )
+        val = [(r["step"], r[f"val_{metric}"]) for r in records if f"val_{metric}" in r]
         if val:
             ax.plot(*zip(*val, strict=True), "o--", label=f"{stage} validation")
-    ax.set(xlabel="step", ylabel="bits/dim")
+    ax.set(xlabel="step", ylabel=metric)
     if restored:
         ax.set_title(f"restored, not trained here: {', '.join(restored)}", fontsize=8)
     if ax.get_lines():
@@ -131,66 +87,96 @@ def plot_training(run_dir: Path, stages: list[str], path: Path) -> None:
     save_figure(fig, path)
 
 
-def group_table(results: dict, detectors: list[str]) -> str:
-    """Markdown: group AUROC (mean ± std over shuffles) per detector, set and size."""
-    groups = results["groups"]
-    sizes = list(groups)
-    sets = list(next(iter(groups.values()))["auroc"]["typicality"])
-    first = groups[sizes[0]]["auroc"]["typicality"][sets[0]]
-    lines = [
-        f"AUROC over groups, mean ± std over {len(first['per_seed'])} shuffles "
-        f"(ID test groups of M: {first['groups_in']} at M = {sizes[0]}).",
-        "",
-        "| detector | M | " + " | ".join(sets) + " |",
-        "|---|---|" + "---|" * len(sets),
-    ]
-    for detector in detectors:
-        for size in sizes:
-            per_set = groups[size]["auroc"][detector]
-            cells = [
-                f"{per_set[s]['mean']:.3f} ± {per_set[s]['std']:.3f}" for s in sets
-            ]
-            lines.append(f"| {detector} | {size} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def typicality_test_table(results: dict) -> str:
-    """Markdown: the bootstrap typicality test's decisions per group size."""
-    groups = results["groups"]
-    sizes = list(groups)
-    sets = list(groups[sizes[0]]["typicality_test"]["flagged"])
-    lines = [
-        "| M | threshold ε (nats) | " + " | ".join(sets) + " |",
-        "|---|---|" + "---|" * len(sets),
-    ]
-    for size in sizes:
-        test = groups[size]["typicality_test"]
-        cells = [f"{test['flagged'][s]:.3f}" for s in sets]
-        lines.append(
-            f"| {size} | {test['threshold']:.1f} | " + " | ".join(cells) + " |"
-        )
-    return "\n".join(lines)
-
-
-def plot_group_sizes(results: dict, detectors: list[str], path: Path) -> None:
-    """AUROC against group size (1 = point-wise) for each detector and OOD set."""
+def plot_group_sizes(results: dict, detectors, path: Path) -> None:
+    """AUROC against group size (1 = point-wise) per detector and OOD set."""
     groups = results["groups"]
     sizes = [1] + [int(m) for m in groups]
-    sets = list(next(iter(groups.values()))["auroc"]["typicality"])
-    fig, panels = _detector_row(detectors, 3.2)
-    panels = list(panels)
-    for ax, detector in panels:
-        for ood in sets:
-            values = [results["metrics"][detector][ood]["auroc"]]
-            errors = [0.0]
-            for m in groups:
-                g = groups[m]["auroc"][detector][ood]
-                values.append(g["mean"])
-                errors.append(g["std"])
-            ax.errorbar(sizes, values, yerr=errors, marker="o", capsize=3, label=ood)
-        ax.axhline(0.5, color="grey", lw=0.5)
-        ax.set(title=detector, xlabel="group size M", ylim=(-0.02, 1.02))
+    fig, axes = _panels(detectors, 3.2)
+    for ax, d in zip(axes[0], detectors, strict=True):
+        for ood, point in results["metrics"][d].items():
+            per = [g["auroc"][d][ood] for g in groups.values()]
+            ax.errorbar(
+                sizes,
+                [point["auroc"]] + [g["mean"] for g in per],
+                yerr=[0.0] + [g["std"] for g in per],
+                marker="o",
+                label=ood,
+            )
+        ax.set(title=d, xlabel="group size M", ylabel="AUROC", ylim=(-0.02, 1.02))
         ax.set_xticks(sizes)
-    panels[0][0].set_ylabel("AUROC")
-    panels[0][0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7)
     save_figure(fig, path)
+
+
+def flow_report(config, workdir: Path, results: dict, params: dict, command: str):
+    """Writes ``report.md`` and plots of a flow run; returns the stdout table."""
+    from experiments.flow_pipeline import build_model
+
+    m = results["metrics"]
+    sets = list(m["likelihood"])
+    scores = dict(np.load(workdir / "scores.npz"))
+    plot_scores(scores, [d for d in PLOTTED if d in m], sets, workdir / "scores.png")
+    plot_training(workdir, list(results["training"]), workdir / "training.png", "bpd")
+    plot_group_sizes(results, GROUPED, workdir / "groups.png")
+    model, rc = build_model(config), config.report
+    for stage in ("id", "general"):
+        x = flows.sample(model, params[stage], jax.random.key(config.seed),
+                         rc.num_samples, rc.sample_temperature)  # fmt: skip
+        title = f"{stage} model, temperature {rc.sample_temperature}"
+        plot_image_grid(np.asarray(data.to_uint8(x)), workdir / f"samples_{stage}.png",
+                        title)  # fmt: skip
+    missing = [d for d in ("ren_llr", "waic") if d not in m]
+    (workdir / "report.md").write_text(
+        f"# {config.name}: Glow OOD report\n\n"
+        + tables.flow_block(results, command, "results.json")
+        + "\n\nDetectors:\n\n"
+        + "\n".join(f"- `{k}`: {v}" for k, v in results["detectors"].items())
+        + (f"\n\nNot scored (their models are not here): {missing}." if missing else "")
+        + "\n\n![ROC curves and score histograms](scores.png)\n\n![AUROC against "
+        "group size](groups.png)\n\n![Training curves](training.png)\n\n![ID samples]"
+        "(samples_id.png) ![General samples](samples_general.png)\n"
+    )
+    rows = [[d] + [f"{per[s]['auroc']:.3f}" for s in sets] for d, per in m.items()]
+    group = tables.group_rows(results["groups"], GROUPED, sets)
+    return (
+        f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"
+        + tables.md_table(["detector", *sets], rows)
+        + "\n\n"
+        + tables.md_table(["detector", "M", *sets], group)
+    )
+
+
+def vae_report(config, workdir: Path, results, all_scores, params, command) -> str:
+    """Writes ``report.md`` and plots of the VAE run; returns its table."""
+    from experiments.vae_pipeline import build_model
+
+    pairs, kinds = list(results["pairs"]), list(results["models"])
+    fig, axes = plt.subplots(len(pairs), len(kinds), squeeze=False,
+                             figsize=(4 * len(kinds), 2.6 * len(pairs)))  # fmt: skip
+    for row, pair in zip(axes, pairs, strict=True):
+        setting, ood = pair.split("→")
+        for ax, kind in zip(row, kinds, strict=True):
+            for name, label in (("id_test", setting), (f"ood/{ood}", ood)):
+                ax.hist(all_scores[setting, kind][f"{name}/hole"], bins=40,
+                        alpha=0.6, label=label, density=True)  # fmt: skip
+            ax.set_title(f"{kind}: {pair}", fontsize=8)
+            ax.set_xlabel("hole indicator [nats]", fontsize=7)
+            ax.legend(fontsize=6)
+    save_figure(fig, workdir / "hole_histograms.png")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind, curve in results["scaling"].items():
+        ax.plot([float(s) for s in curve], list(curve.values()), "o-", label=kind)
+    ax.set(xlabel="OOD pixel scale s", ylabel="hole-indicator AUROC", ylim=(0, 1))
+    ax.legend()
+    save_figure(fig, workdir / "scaling.png")
+    for (setting, kind), p in params.items():
+        x = vae.sample(build_model(config, kind), p, jax.random.key(config.seed), 64)
+        plot_image_grid(np.asarray(np.round(np.asarray(x) * 255), np.uint8),
+                        workdir / f"samples_{setting}_{kind}.png",
+                        f"{kind} VAE on {setting}: decoder means")  # fmt: skip
+    block = tables.vae_block(results, command, "results.json")
+    (workdir / "report.md").write_text(
+        f"# {config.name}: VAE OOD report\n\n{block}\n\n![hole indicator]"
+        "(hole_histograms.png)\n\n![scaling](scaling.png)\n"
+    )
+    return block

@@ -1,29 +1,53 @@
-"""The flow experiment pipeline end to end on the smoke config."""
+"""Every published experiment through the one entry point, on the smoke configs.
+
+The commands are those of ``make reproduce`` (and of the tables' "Command:" lines)
+with ``:smoke`` configs and temporary run directories.
+"""
 
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from experiments import flow_pipeline, lid_pipeline, main, ship
+from experiments import flow_pipeline, main, ship, tables, vae_pipeline
 from experiments.configs import glow_fmnist
+
+pytestmark = pytest.mark.slow
+CONFIGS = "experiments/configs/"
+
+
+def run_main(*args: str) -> None:
+    main.main(["experiments.main", *args])
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir):
+def runs(tmp_path_factory, data_dir):
+    """The smoke variant of every published table's command, in order."""
     del data_dir  # prepared offline data
-    config = glow_fmnist.get_config("smoke")
-    workdir = tmp_path_factory.mktemp("smoke")
-    sets = flow_pipeline.load_sets(config)
-    params = flow_pipeline.train_all(config, workdir, sets)
-    results = flow_pipeline.score_all(config, workdir, sets, params)
-    table = main.write_report(config, workdir, sets, params)
-    return config, workdir, sets, results, table
+    runs = tmp_path_factory.mktemp("runs")
+    glow, mnist = str(runs / "glow_fmnist"), str(runs / "glow_mnist_5k")
+    run_main("--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir", glow)
+    run_main(
+        "--config",
+        f"{CONFIGS}glow_fmnist.py:mnist_5k,smoke",
+        "--workdir",
+        mnist,
+        f"--config.checkpoints={glow}",
+    )
+    run_main(
+        "--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir", glow, "--mode", "lid"
+    )
+    run_main(
+        "--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", str(runs / "vae_ood")
+    )
+    return runs
 
 
-def test_every_detector_and_set_is_scored(smoke_run):
-    config, workdir, _, results, table = smoke_run
+def test_every_detector_and_set_is_scored(runs):
+    config, workdir = glow_fmnist.get_config("smoke"), runs / "glow_fmnist"
+    results = json.loads((workdir / "results.json").read_text())
     ood = [entry.split(":")[0] for entry in config.data.ood]
     baselines = {"typicality", "ren_llr", "waic", "complexity_png", "klods_image_k2"}
     assert set(flow_pipeline.DETECTORS) | baselines <= set(results["metrics"])
@@ -34,8 +58,6 @@ def test_every_detector_and_set_is_scored(smoke_run):
             assert 0.0 <= m["auroc"] <= 1.0 and m["n_in"] == config.data.max_eval
     scores = np.load(workdir / "scores.npz")
     assert scores["id_test/likelihood"].shape == (config.data.max_eval,)
-    assert table.startswith("AUROC") and "| likelihood | " in table
-    assert "| klods_image_k2 | 5 |" in table  # the group table
     # Each detector is computed from the right stage's log-likelihoods.
     for name in ("id_test", "ood/mnist_5k"):
         log_p = {s: scores[f"{name}/log_p_{s}"] for s in flow_pipeline.STAGES}
@@ -65,18 +87,16 @@ def test_every_detector_and_set_is_scored(smoke_run):
         nll_bpd = -log_p["id"] / (1024 * np.log(2)) + 8
         png = nll_bpd - scores[f"{name}/complexity_png"]  # the PNG bits/dim
         assert np.all((png > 0) & (png < 16))
-    # Groups: every size and OOD set, ≥ 3 shuffles, AUROCs in [0, 1].
     assert list(results["groups"]) == ["5", "10"]
     for size in ("5", "10"):
         for detector, per_set in results["groups"][size]["auroc"].items():
             assert sorted(per_set) == sorted(ood), detector
             for g in per_set.values():
                 assert len(g["per_seed"]) >= 3 and 0.0 <= g["mean"] <= 1.0
-    assert "| typicality | 5 |" in (workdir / "report.md").read_text()
 
 
-def test_report_files_are_written(smoke_run):
-    _, workdir, _, _, _ = smoke_run
+def test_report_files_are_written(runs):
+    workdir = runs / "glow_fmnist"
     for name in (
         "report.md",
         "roc.png",
@@ -86,70 +106,46 @@ def test_report_files_are_written(smoke_run):
         "samples_id.png",
     ):
         assert (workdir / name).stat().st_size > 0
+    assert "| typicality | 5 |" in (workdir / "report.md").read_text()
+    assert "glow_fmnist.py:smoke" in (workdir / "report.md").read_text()  # command
     for stage in flow_pipeline.STAGES:
         summary = json.loads((workdir / stage / "summary.json").read_text())
         assert summary["steps"] == 4 and np.isfinite(summary["val_bpd"])
     outlier = json.loads((workdir / "id_outlier" / "summary.json").read_text())
     assert outlier["selected"] == "final" and outlier["selected_step"] == 4
+    for name in ("report.md", "hole_histograms.png", "scaling.png"):
+        assert (runs / "vae_ood" / name).stat().st_size > 0
 
 
-def test_finished_stages_are_not_trained_again(smoke_run):
-    config, workdir, sets, _, _ = smoke_run
-    before = {
-        s: (workdir / s / "metrics.jsonl").read_text() for s in flow_pipeline.STAGES
-    }
-    flow_pipeline.train_all(config, workdir, sets)
-    after = {
-        s: (workdir / s / "metrics.jsonl").read_text() for s in flow_pipeline.STAGES
-    }
-    assert before == after
+def test_a_second_run_trains_and_scores_nothing(runs, capsys):
+    workdir = runs / "glow_fmnist"
+    stages = [p.parent for p in workdir.glob("*/final_params")]
+    before = {p: (p / "metrics.jsonl").read_text() for p in stages}
+    scores = (workdir / "scores.npz").stat().st_mtime_ns
+    run_main(
+        "--config",
+        f"{CONFIGS}glow_fmnist.py:smoke",
+        "--workdir",
+        str(workdir),
+        "--mode",
+        "score",
+    )
+    assert {p: (p / "metrics.jsonl").read_text() for p in stages} == before
+    assert (workdir / "scores.npz").stat().st_mtime_ns == scores
+    assert "up to date: reusing them" in capsys.readouterr().out
 
 
-def test_changed_configuration_is_refused(smoke_run):
-    config, workdir, sets, _, _ = smoke_run
-    changed = glow_fmnist.get_config("smoke")
-    changed.train.learning_rate = 1.0
-    with pytest.raises(RuntimeError, match="another configuration"):
-        flow_pipeline.train_all(changed, workdir, sets)
-    del config
+def test_the_reverse_setting_restores_the_general_model(runs):
+    mnist = runs / "glow_mnist_5k"
+    assert not (mnist / "general" / "metrics.jsonl").exists()  # restored, not trained
+    assert (mnist / "id" / "metrics.jsonl").exists()
+    results = json.loads((mnist / "results.json").read_text())
+    assert list(results["metrics"]["likelihood"]) == ["fashion_mnist"]
+    assert results["training"]["general"]["restored_from"].endswith("general")
 
 
-def test_unknown_variant():
-    with pytest.raises(ValueError, match="Unknown variant"):
-        glow_fmnist.get_config("big")
-
-
-def test_shipped_checkpoints_restore_and_reproduce_retrains(smoke_run, tmp_path):
-    config, workdir, sets, _, _ = smoke_run
-    shipped = tmp_path / "shipped"
-    ship.main(["--run", str(workdir), "--to", str(shipped)])
-    config = glow_fmnist.get_config("smoke")
-    config.checkpoints = str(shipped)
-    config.train_baseline_models = False  # as make run: only shipped ones are used
-    restored_dir = tmp_path / "restored"
-    restored = flow_pipeline.train_all(config, restored_dir, sets)
-    original = flow_pipeline.train_all(glow_fmnist.get_config("smoke"), workdir, sets)
-    assert set(restored) == set(ship.SHIPPED_STAGES)  # no ensemble is shipped
-    for stage in ship.SHIPPED_STAGES:
-        assert not (restored_dir / stage / "metrics.jsonl").exists()  # not trained
-        for a, b in zip(
-            jax.tree.leaves(restored[stage]),
-            jax.tree.leaves(original[stage]),
-            strict=True,
-        ):
-            np.testing.assert_array_equal(a, b)
-    # make reproduce: shipped checkpoints disabled, so the copies are trained for real.
-    config.checkpoints = ""
-    flow_pipeline.train_all(config, restored_dir, sets)
-    for stage in ship.SHIPPED_STAGES:
-        assert (restored_dir / stage / "metrics.jsonl").exists()
-        assert not (restored_dir / stage / "restored_from").exists()
-
-
-def test_lid_pipeline_on_the_smoke_run(smoke_run):
-    config, workdir, _, _, _ = smoke_run
-    del config
-    results = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke", num_lidl=2)
+def test_lid_results(runs):
+    results = json.loads((runs / "glow_fmnist" / "lid" / "results.json").read_text())
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
     curves = results["lidl"]["mean_curves"]
     assert set(curves) == {"id_test", "ood/mnist_5k", "ood/uniform_noise"}
@@ -160,24 +156,14 @@ def test_lid_pipeline_on_the_smoke_run(smoke_run):
         assert 1022.0 < curve[0] < 1.01 * 1024 and curve[-1] < 0.05 * curve[0]
         assert min(curve) >= 0.0
     assert set(results["pairs"]) == {"mnist_5k", "uniform_noise"}  # every OOD set
-    for pair in ("mnist_5k", "uniform_noise"):
-        r = results["pairs"][pair]
+    for r in results["pairs"].values():
         assert 0.0 <= r["rank_and"] <= 1.0
         assert r["envelope_reported"] >= r["likelihood"] - 1e-12
-    assert (workdir / "lid" / "lid.png").stat().st_size > 0
-    # resumes from files
-    again = lid_pipeline.run(workdir, 3, 4, 3, variant="smoke", num_lidl=2)
-    assert again["pairs"] == results["pairs"]
+    assert (runs / "glow_fmnist" / "lid" / "lid.png").stat().st_size > 0
 
 
-def test_vae_pipeline_smoke(tmp_path, data_dir):
-    """The VAE pipeline end to end: every pair × model × detector, the scaling
-    ablation, the generated section; a second run reuses everything."""
-    from experiments import tables, vae_pipeline
-
-    del data_dir
-    config = vae_pipeline.load_config("experiments/configs/vae_ood.py:smoke")
-    results = vae_pipeline.run(config, tmp_path)
+def test_vae_results(runs):
+    results = json.loads((runs / "vae_ood" / "results.json").read_text())
     assert set(results["pairs"]) == {
         "fashion_mnist→mnist_5k",
         "fashion_mnist→uniform_noise",
@@ -190,30 +176,86 @@ def test_vae_pipeline_smoke(tmp_path, data_dir):
             for m in per_detector.values():
                 assert 0.0 <= m["auroc"] <= 1.0 and 0.0 <= m["fpr80"] <= 1.0
     assert set(results["scaling"]) == {"vanilla", "lipschitz"}
-    assert (tmp_path / "scaling.png").exists() and (tmp_path / "report.md").exists()
-    section = tables.vae_section(results)
-    assert "| fashion_mnist→mnist_5k | hole | " in section
-    scores = tmp_path / "fashion_mnist" / "vanilla" / "scores.npz"
-    stamp = scores.stat().st_mtime_ns
-    again = vae_pipeline.run(config, tmp_path)
-    assert scores.stat().st_mtime_ns == stamp  # not recomputed
-    assert again["pairs"] == results["pairs"]
-    config.train.learning_rate = 0.5
+
+
+def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
+    """The renderers of every generated block accept what the pipelines write."""
+    assert tables.collect(runs, tmp_path) == list(tables.SOURCES)
+    rendered = tables.blocks(tmp_path)
+    glow = rendered["experiments/README.md"]["glow_fmnist"]
+    assert "| likelihood |" in glow and "glow_fmnist.py --workdir" in glow
+    assert "FMNIST→mnist_5k" in rendered["experiments/README.md"]["glow_fmnist_lid"]
+    assert (
+        "| fashion_mnist→mnist_5k | vanilla |"
+        in rendered["experiments/README.md"]["vae_ood"]
+    )
+    assert "| Glow −log p(x) |" in rendered["README.md"]["headline"]
+
+
+def test_changed_configuration_is_refused(runs):
     with pytest.raises(RuntimeError, match="another configuration"):
-        vae_pipeline.run(config, tmp_path)
+        run_main(
+            "--config",
+            f"{CONFIGS}glow_fmnist.py:smoke",
+            "--workdir",
+            str(runs / "glow_fmnist"),
+            "--config.train.learning_rate=1.0",
+        )
+    with pytest.raises(RuntimeError, match="another configuration"):
+        run_main(
+            "--config",
+            f"{CONFIGS}vae_ood.py:smoke",
+            "--workdir",
+            str(runs / "vae_ood"),
+            "--config.train.learning_rate=0.5",
+        )
 
 
-def test_general_model_is_shared_between_in_distribution_sets():
-    # The general model never sees ID data, so MNIST-5k runs restore Fashion-MNIST's.
-    for first, second in (("default", "mnist_5k"), ("smoke", "mnist_5k_smoke")):
-        a, b = glow_fmnist.get_config(first), glow_fmnist.get_config(second)
-        assert a.data.id_dataset != b.data.id_dataset
-        general = [flow_pipeline._fingerprint(c, "general") for c in (a, b)]
-        assert general[0] == general[1]
-        for stage in ("id", "background", "ensemble_0"):
-            assert flow_pipeline._fingerprint(a, stage) != flow_pipeline._fingerprint(
-                b, stage
-            )
-    # make run's shipped general checkpoint carries today's fingerprint.
-    shipped = flow_pipeline._shipped(glow_fmnist.get_config("mnist_5k"), "general")
-    assert shipped is not None and (shipped / "params").is_dir()
+def test_shipped_checkpoints_restore_and_reproduce_retrains(runs, tmp_path):
+    workdir = runs / "glow_fmnist"
+    shipped = tmp_path / "shipped"
+    ship.main(["--run", str(workdir), "--to", str(shipped)])
+    restored_dir = tmp_path / "restored"
+    run_main(
+        "--config",
+        f"{CONFIGS}glow_fmnist.py:smoke",
+        "--workdir",
+        str(restored_dir),
+        f"--config.checkpoints={shipped}",
+        "--config.train_baseline_models=False",
+        "--mode",
+        "train",
+    )
+    config = glow_fmnist.get_config("smoke")
+    model = flow_pipeline.build_model(config)
+    template = model.random_params(jax.random.key(0))
+    for stage in ship.SHIPPED_STAGES:
+        assert not (restored_dir / stage / "metrics.jsonl").exists()  # not trained
+        for a, b in zip(
+            jax.tree.leaves(_load(restored_dir / stage, template)),
+            jax.tree.leaves(_load(workdir / stage, template)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+    assert not (restored_dir / "ensemble_0").exists()  # no ensemble is shipped
+    # make reproduce: shipped checkpoints disabled, so the copies are trained for real.
+    run_main(
+        "--config",
+        f"{CONFIGS}glow_fmnist.py:smoke",
+        "--workdir",
+        str(restored_dir),
+        "--config.checkpoints=",
+        "--config.train_baseline_models=False",
+        "--mode",
+        "train",
+    )
+    for stage in ship.SHIPPED_STAGES:
+        assert (restored_dir / stage / "metrics.jsonl").exists()
+        assert not (restored_dir / stage / "restored_from").exists()
+    shutil.rmtree(shipped)
+
+
+def _load(stage_dir, template):
+    from jaxood import checkpoint
+
+    return checkpoint.load_params(stage_dir / "final_params", template)

@@ -1,4 +1,4 @@
-"""Experiment configs (``ml_collections`` ``get_config(variant)`` files)."""
+"""Experiment configs: ``get_config(arg)`` files read by ``experiments.main``."""
 
 # The offline OOD sets of the Fashion-MNIST settings, as "name:split" entries: the
 # MNIST and Animal-MNIST images and the synthetic sets built from Fashion-MNIST.
@@ -10,3 +10,15 @@ FASHION_MNIST_OOD = (
     "fashion_mnist_vflip:test",
     "fashion_mnist_inverted:test",
 )
+
+
+def parse_options(arg: str, known: tuple[str, ...]) -> set[str]:
+    """``"a,b"`` after the config path's colon -> ``{"a", "b"}``, checked."""
+    options = {o for o in (arg or "").split(",") if o and o != "default"}
+    unknown = options - set(known)
+    if unknown:
+        raise ValueError(
+            f"Unknown config option(s) {sorted(unknown)}; choose from {known}, "
+            "comma-separated (e.g. ':smoke')."
+        )
+    return options

@@ -1,0 +1,64 @@
+"""Configs and the command line of ``experiments.main`` (fast: nothing is trained)."""
+
+import pytest
+
+from experiments import flow_pipeline, main, run_dir, ship
+from experiments.configs import glow_fmnist, vae_ood
+
+CONFIGS = "experiments/configs/"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.no_such_field=1"], "no config field"),
+        (["--config.lid.num_eval=many"], "invalid literal"),
+        (["--mode", "sample"], "--mode"),
+        (["extra"], "unexpected"),
+    ],
+)
+def test_bad_command_lines(tmp_path, args, message):
+    argv = ["--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=message):
+        main.parse(["experiments.main", *argv, *args])
+
+
+def test_bad_config_paths_and_workdirs(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("")
+    for argv, message in (
+        ([f"{CONFIGS}glow_fmnist.py:big", str(tmp_path)], "Unknown config option"),
+        ([f"{CONFIGS}no_such.py", str(tmp_path)], "No such file"),
+        ([f"{CONFIGS}glow_fmnist.py", str(file)], "is a file"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main.parse(["experiments.main", "--config", argv[0], "--workdir", argv[1]])
+    assert not list(tmp_path.iterdir())[1:]  # nothing written but the test's file
+
+
+def test_general_model_is_shared_between_in_distribution_sets():
+    # The general model never sees ID data, so MNIST-5k runs restore Fashion-MNIST's.
+    for first, second in (("", "mnist_5k"), ("smoke", "mnist_5k,smoke")):
+        a, b = glow_fmnist.get_config(first), glow_fmnist.get_config(second)
+        assert a.data.id_dataset != b.data.id_dataset
+        assert flow_pipeline.fingerprint(a, "general") == flow_pipeline.fingerprint(
+            b, "general"
+        )
+        for stage in ("id", "background", "ensemble_0"):
+            assert flow_pipeline.fingerprint(a, stage) != flow_pipeline.fingerprint(
+                b, stage
+            )
+    # make run's shipped checkpoints carry today's fingerprints.
+    config = glow_fmnist.get_config()
+    for stage in ship.SHIPPED_STAGES:
+        fp = flow_pipeline.fingerprint(config, stage)
+        found = run_dir.find_source([config.checkpoints], stage, fp)
+        assert found is not None and (found / "params").is_dir(), stage
+
+
+def test_config_options():
+    assert glow_fmnist.get_config("mnist_5k,smoke").name == "glow_mnist_5k_smoke"
+    assert glow_fmnist.get_config("default").name == "glow_fmnist"
+    assert vae_ood.get_config("smoke").pipeline == "vae"
+    with pytest.raises(ValueError, match="Unknown config option"):
+        glow_fmnist.get_config("big")
