@@ -273,8 +273,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     """Every detector whose models are there on every evaluation set: writes
     ``scores.npz`` and ``results.json`` (reused while ``_score_key`` holds)."""
     key_file, results_file = workdir / "score_key.json", workdir / "results.json"
-    key = _score_key(config, workdir, params)
-    if run_dir.is_cached(key_file, key, [results_file, workdir / "scores.npz"]):
+    score_key = _score_key(config, workdir, params)
+    if run_dir.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
         print(f"Scores of {workdir} are up to date: reusing them.")
         return _read(results_file)
     model = build_model(config)
@@ -354,7 +354,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         ),
     }
     run_dir.write_json(results_file, results)
-    run_dir.mark_cached(key_file, key)
+    run_dir.mark_cached(key_file, score_key)
     return results
 
 

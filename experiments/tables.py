@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "experiments" / "results"
+RESULTS_REL = "experiments/results/"
+RESULTS = ROOT / RESULTS_REL
 MAIN = "python -m experiments.main --config experiments/configs/"
 # results name -> (file under the runs directory, the command that writes it).
 SOURCES = {
@@ -78,10 +79,6 @@ def _join(*parts: str) -> str:
     return "\n\n".join(parts)
 
 
-def _file(name: str) -> str:
-    return f"experiments/results/{name}.json"
-
-
 def _source(command: str, file: str) -> str:
     return f"Command: `{command}`; results: `{file}`."
 
@@ -97,7 +94,7 @@ def flow_block(r: dict, command: str, file: str) -> str:
     m, bpd, groups = r["metrics"], r["bpd"], r["groups"]
     sets = [s for s in SETS if s in m["likelihood"]]
     training = [[s, t["steps"], f"{t['train_seconds'] / 60:.0f}", f"{t['val_bpd']:.3f}",
-                 f"{bpd[s]['id_test']:.3f}", f"`{t.get('restored_from', '')}`"]
+                 f"{bpd[s]['id_test']:.3f}", f"`{t.get('restored_from', '-')}`"]
                 for s, t in r["training"].items()]  # fmt: skip
     n, size = m["likelihood"][sets[0]], next(iter(groups))
     first = groups[size]["auroc"]["typicality"][sets[0]]
@@ -183,7 +180,8 @@ def _pct(m: dict) -> str:
 
 def vae_block(r: dict, command: str, file: str) -> str:
     """Every pair × model × detector, the anchors, the scaling ablation."""
-    kinds, detectors = list(r["models"]), ("iwae", "typicality", "hole", "regret")
+    kinds = [k for k in ("vanilla", "lipschitz", "hyperspherical") if k in r["models"]]
+    detectors = ("iwae", "typicality", "hole", "regret")
     table = [
         [p, k] + [_pct(per[k][d]) for d in detectors]
         for p, per in r["pairs"].items()
@@ -196,7 +194,7 @@ def vae_block(r: dict, command: str, file: str) -> str:
                if p in r["pairs"]]  # fmt: skip
     scales = sorted(next(iter(r["scaling"].values())), key=float)
     scaling = []
-    for kind, curve in r["scaling"].items():
+    for kind, curve in sorted(r["scaling"].items(), key=lambda kc: kinds.index(kc[0])):
         scaling.append([f"{kind} (ours)", *(f"{100 * curve[s]:.1f}" for s in scales)])
         if kind in REFERENCES["vae_scaling"] and len(scales) == 8:
             paper = REFERENCES["vae_scaling"][kind]
@@ -271,7 +269,8 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
     render = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block}
     return {
         "experiments/README.md": {
-            n: render.get(n, flow_block)(r[n], SOURCES[n][1], _file(n)) for n in SOURCES
+            n: render.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
+            for n in SOURCES
         },
         "README.md": {
             "headline": headline(r["glow_fmnist"], r["vae_ood"], r["glow_mnist_5k"])

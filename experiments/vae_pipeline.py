@@ -152,8 +152,8 @@ def _pair_metrics(score_in: np.ndarray, score_out: np.ndarray) -> dict:
 def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     """Every detector's scores on every set; cached in ``scores.npz``."""
     path = workdir / setting / kind / "scores.npz"
-    key_file, key = path.with_name("score_config.json"), config.score.to_dict()
-    if run_dir.is_cached(key_file, key, [path]):
+    key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
+    if run_dir.is_cached(key_file, wanted, [path]):
         return dict(np.load(path))
     model = build_model(config, kind)
     sc = config.score
@@ -187,7 +187,7 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
             )
             scores[f"scaled/{s}/hole"] = hole
     run_dir.save_arrays(path, scores)
-    run_dir.mark_cached(key_file, key)  # another scoring config is recomputed
+    run_dir.mark_cached(key_file, wanted)  # another scoring config is recomputed
     return scores
 
 

@@ -30,7 +30,7 @@ def _abstract(tree: Any) -> Any:
 
 
 def _to_arrays(tree: Any) -> Any:
-    # orbax restores numpy scalar leaves badly (shared/specs/data.md): 0-d arrays only.
+    # orbax restores numpy scalar leaves badly (docs/data.md): 0-d arrays only.
     return jax.tree.map(np.asarray, tree)
 
 

@@ -12,7 +12,7 @@ on the host in float64: metrics are evaluation code, not part of a jitted model.
 
 References: Hendrycks & Gimpel, "A Baseline for Detecting Misclassified and
 Out-of-Distribution Examples in Neural Networks", ICLR 2017 (FPR at 95 % TPR, AUPR-In
-/Out); ``shared/specs/methods.md`` section 6 for the conventions of each paper.
+/Out); docs/detectors.md ("Conventions") for the conventions of each paper.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ with exactly the params of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -69,7 +70,12 @@ def make_optimizer(
 
 
 def init_state(params: Params, optimizer: optax.GradientTransformation) -> TrainState:
-    params = jax.tree.map(jnp.asarray, params)
+    """A fresh state at step 0 holding a copy of ``params``.
+
+    The train step donates its state, so the state must own its buffers: the
+    caller's ``params`` stay valid after training.
+    """
+    params = jax.tree.map(lambda a: jnp.array(a, copy=True), params)
     return TrainState(
         params,
         optimizer.init(params),
@@ -92,10 +98,14 @@ def make_train_step(
     examples when enough remain; not done here: the step is counted instead).
 
     The returned ``step(state, batch, key)`` folds ``state.step`` into ``key``, so the
-    caller passes the same run key every time.
+    caller passes the same run key every time. It donates ``state`` (argument 0):
+    the new state reuses its buffers, so parameters and optimizer moments are not
+    held twice; the state passed in is invalid afterwards (``state, m = step(state,
+    ...)``). Every backend jax supports donates, XLA:CPU included (checked on jax
+    0.10.2: no "donated buffers were not usable" warning, the old buffers deleted).
     """
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=0)
     def step(state: TrainState, batch: Any, key: PRNGKey):
         step_key = jax.random.fold_in(key, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -168,7 +178,8 @@ def fit(
     Args:
         workdir: run directory; writes ``metrics.jsonl`` and ``checkpoints/``.
         state: the initial state (used when no checkpoint exists, and as the
-            structure to restore into).
+            structure to restore into). Consumed: the train step donates its
+            buffers, so use the returned state, not this one.
         train_step: from :func:`make_train_step`.
         batch_fn: ``step -> batch``; must be a pure function of the step.
         num_steps: total steps of the run (not additional ones).

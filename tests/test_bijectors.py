@@ -1,4 +1,5 @@
-"""One generic suite over every bijector: round trip, log-det vs jacfwd, gradients."""
+"""One generic suite over every bijector: round trip, log-det vs jacfwd, gradients,
+data init; every case runs op by op and under ``jax.jit``."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import perturb
 
-from jaxood.flows import ActNorm, Coupling, InvertibleConv1x1, Squeeze
+from jaxood.flows import ActNorm, Bijector, Coupling, InvertibleConv1x1, Squeeze
 
 SHAPES = [(4, 4, 2), (8, 8, 1)]
 HIDDEN = 8
@@ -33,6 +34,13 @@ CASES = [
     for name, bijector in _bijectors(shape[-1]).items()
 ]
 IDS = [f"{name}-{'x'.join(map(str, shape))}" for shape, name, _ in CASES]
+# Every case op by op and jitted: the bijectors must trace (no value-dependent
+# Python control flow, no host transfers) and give the same numbers both ways.
+JIT = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+
+
+def _maybe_jit(fn, jit: bool):
+    return jax.jit(fn) if jit else fn
 
 
 def _params_and_input(bijector, shape, key):
@@ -43,42 +51,61 @@ def _params_and_input(bijector, shape, key):
     return params, x
 
 
+@JIT
 @pytest.mark.parametrize(("shape", "name", "bijector"), CASES, ids=IDS)
-def test_round_trip(shape, name, bijector, key):
+def test_round_trip(shape, name, bijector, key, jit):
     params, x = _params_and_input(bijector, shape, key)
-    y, log_det = bijector.forward_and_log_det(params, x)
-    x_back, inverse_log_det = bijector.inverse_and_log_det(params, y)
+    y, log_det = _maybe_jit(bijector.forward_and_log_det, jit)(params, x)
+    x_back, inverse_log_det = _maybe_jit(bijector.inverse_and_log_det, jit)(params, y)
     assert log_det.shape == (2,)
     np.testing.assert_allclose(x_back, x, atol=1e-4)
     np.testing.assert_allclose(inverse_log_det, -log_det, rtol=1e-4, atol=1e-4)
 
 
+@JIT
 @pytest.mark.parametrize(("shape", "name", "bijector"), CASES, ids=IDS)
-def test_log_det_matches_jacobian(shape, name, bijector, key):
+def test_log_det_matches_jacobian(shape, name, bijector, key, jit):
     params, x = _params_and_input(bijector, shape, key)
+    forward = _maybe_jit(bijector.forward_and_log_det, jit)
 
     def f(flat):
-        y, _ = bijector.forward_and_log_det(params, flat.reshape(1, *shape))
+        y, _ = forward(params, flat.reshape(1, *shape))
         return y.reshape(-1)
 
     for b in range(2):
-        jacobian = jax.jacfwd(f)(x[b].reshape(-1))
+        jacobian = _maybe_jit(jax.jacfwd(f), jit)(x[b].reshape(-1))
         sign, expected = jnp.linalg.slogdet(jacobian)
-        _, log_det = bijector.forward_and_log_det(params, x[b : b + 1])
+        _, log_det = forward(params, x[b : b + 1])
         assert sign != 0
         np.testing.assert_allclose(log_det[0], expected, rtol=1e-3, atol=1e-3)
 
 
+@JIT
 @pytest.mark.parametrize(("shape", "name", "bijector"), CASES, ids=IDS)
-def test_gradients_are_finite(shape, name, bijector, key):
+def test_gradients_are_finite(shape, name, bijector, key, jit):
     params, x = _params_and_input(bijector, shape, key)
 
     def loss(p, inputs):
         y, log_det = bijector.forward_and_log_det(p, inputs)
         return jnp.sum(y**2) - jnp.sum(log_det)
 
-    grads = jax.grad(loss, argnums=(0, 1))(params, x)
+    grads = _maybe_jit(jax.grad(loss, argnums=(0, 1)), jit)(params, x)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+@JIT
+@pytest.mark.parametrize(("shape", "name", "bijector"), CASES, ids=IDS)
+def test_data_init_keeps_the_params_structure(shape, name, bijector, key, jit):
+    """The contract Glow's scan relies on: same structure, shapes and dtypes."""
+    assert isinstance(bijector, Bijector)
+    params, x = _params_and_input(bijector, shape, key)
+    new = _maybe_jit(bijector.data_init, jit)(params, x)
+    assert jax.tree.structure(new) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+    if isinstance(bijector, InvertibleConv1x1 | Squeeze):  # the default: unchanged
+        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_actnorm_data_init_standardises(key):
@@ -103,6 +130,15 @@ def test_zero_network_spline_is_identity(key):
     y, log_det = bijector.forward_and_log_det(params, x)
     np.testing.assert_allclose(y, x, atol=1e-5)
     np.testing.assert_allclose(log_det, 0.0, atol=1e-4)
+
+
+def test_bijector_base_class_is_abstract():
+    class Incomplete(Bijector):
+        def init(self, key, shape):
+            return {}
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
 
 
 def test_bad_coupling_settings():

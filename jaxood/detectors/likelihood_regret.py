@@ -122,7 +122,7 @@ def likelihood_regret(
     encoders = copies
     opt_states = jax.vmap(_adam(learning_rate, weight_decay).init)(copies)
     # A host loop of jitted steps: on XLA:CPU a conv weight-gradient inside a
-    # while loop (lax.fori_loop) runs ~8x slower here (shared/specs/performance.md).
+    # while loop (lax.fori_loop) runs ~8x slower here (docs/performance.md).
     for i in range(steps):
         step_keys = jax.random.split(jax.random.fold_in(fit_key, i), batch)
         encoders, opt_states = _refit_step(

@@ -1,6 +1,8 @@
 """Normalizing flows: bijectors and the multi-scale Glow / RealNVP."""
 
+from jaxood.flows import losses
 from jaxood.flows.actnorm import ActNorm
+from jaxood.flows.bijector import Bijector
 from jaxood.flows.conv1x1 import InvertibleConv1x1
 from jaxood.flows.coupling import Coupling
 from jaxood.flows.glow import (
@@ -14,10 +16,12 @@ from jaxood.flows.glow import (
     log_prob,
     sample,
 )
+from jaxood.flows.scoring import log_prob_images
 from jaxood.flows.squeeze import Squeeze, squeeze, unsqueeze
 
 __all__ = [
     "ActNorm",
+    "Bijector",
     "Coupling",
     "Glow",
     "GlowConfig",
@@ -29,6 +33,8 @@ __all__ = [
     "init",
     "latents_to_image",
     "log_prob",
+    "log_prob_images",
+    "losses",
     "sample",
     "squeeze",
     "unsqueeze",

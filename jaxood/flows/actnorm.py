@@ -14,6 +14,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from jaxood.flows.bijector import Bijector
 from jaxood.nets import actnorm_statistics
 from jaxood.typing import Array, Params, PRNGKey
 
@@ -24,7 +25,7 @@ def _per_example(log_det_per_pixel: Array, x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class ActNorm:
+class ActNorm(Bijector):
     """``y = exp(s) * (x + b)`` per channel; log-det ``H * W * sum(s)``."""
 
     def init(self, key: PRNGKey, shape: tuple[int, ...]) -> Params:

@@ -20,11 +20,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxood.flows.bijector import Bijector
 from jaxood.typing import Array, Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True)
-class InvertibleConv1x1:
+class InvertibleConv1x1(Bijector):
     """Channel mixing ``y[..., i] = sum_j W[i, j] x[..., j]``."""
 
     def init(self, key: PRNGKey, shape: tuple[int, ...]) -> Params:

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxood.flows import spline
-from jaxood.nets import CouplingNet, coupling_net_graphdef
+from jaxood.flows.bijector import Bijector
+from jaxood.nets import CouplingNet, pure
 from jaxood.typing import Array, Params, PRNGKey
 
 TRANSFORMS = ("affine", "additive", "spline")
@@ -41,7 +42,7 @@ AFFINE_SCALE_OFFSET = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
-class Coupling:
+class Coupling(Bijector):
     """A coupling bijector; the conditioner is a :class:`jaxood.nets.CouplingNet`."""
 
     transform: str = "affine"
@@ -83,7 +84,7 @@ class Coupling:
 
     def _graphdef(self, channels: int):
         n_in, n_out = self._net_channels(channels)
-        return coupling_net_graphdef(n_in, self.hidden, n_out)
+        return pure.graphdef(CouplingNet, n_in, self.hidden, n_out)
 
     def _mask(self, shape: tuple[int, ...]) -> Array:
         """1 where the input conditions (is kept), shape (1, H, W, 1)."""
@@ -106,13 +107,13 @@ class Coupling:
     def init(self, key: PRNGKey, shape: tuple[int, ...]) -> Params:
         n_in, n_out = self._net_channels(shape[-1])
         net = CouplingNet(n_in, self.hidden, n_out, rngs=nnx.Rngs(params=key))
-        return nnx.to_pure_dict(nnx.state(net))
+        return pure.params_of(net)
 
     def data_init(self, params: Params, x: Array) -> Params:
         """Initialises the network's inner ActNorms on the conditioning input."""
-        net = nnx.merge(self._graphdef(x.shape[-1]), params)
+        net = pure.merge(self._graphdef(x.shape[-1]), params)
         net.initialize_from(self._conditioner_input(x))
-        return nnx.to_pure_dict(nnx.state(net))
+        return pure.params_of(net)
 
     # ------------------------------------------------------------------ maps
     def _conditioner_input(self, x: Array) -> Array:
@@ -124,7 +125,7 @@ class Coupling:
         graphdef = self._graphdef(x.shape[-1])
 
         def apply(p, inputs):
-            return nnx.merge(graphdef, p)(inputs)
+            return pure.apply(graphdef, p, inputs)
 
         if self.checkpoint:
             apply = jax.checkpoint(apply)

@@ -13,12 +13,16 @@ section 4 and official code ``invglow/losses.py``, ``exp.py``; Ren et al.,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
 from jaxood.data.preprocess import bits_per_dim, dequantize, mutate
 from jaxood.flows.glow import Glow
-from jaxood.train import LossFn
+
+if TYPE_CHECKING:  # jaxood.train imports orbax: not needed to import the flows
+    from jaxood.train import LossFn
 
 
 def nll_loss(model: Glow, *, mutation_rate: float = 0.0) -> LossFn:

@@ -17,13 +17,12 @@ Kingma & Dhariwal, NeurIPS 2018 (split prior, "learntop").
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxood.nets import ZeroConv2d, actnorm_statistics
+from jaxood.nets import ZeroConv2d, actnorm_statistics, pure
 from jaxood.typing import Array, Params, PRNGKey
 
 PRIORS = ("diagonal", "conditional")
@@ -33,14 +32,6 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 def standard_normal_log_prob(u: Array) -> Array:
     """Sum over all non-batch axes of log N(u; 0, 1), shape (B,)."""
     return jnp.sum(-0.5 * u * u - _HALF_LOG_2PI, axis=tuple(range(1, u.ndim)))
-
-
-@functools.cache
-def _zero_conv_graphdef(in_channels: int, out_channels: int):
-    abstract = nnx.eval_shape(
-        lambda: ZeroConv2d(in_channels, out_channels, rngs=nnx.Rngs(0))
-    )
-    return nnx.split(abstract)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +55,7 @@ class ScalePrior:
             net = ZeroConv2d(
                 self.context_shape[-1], 2 * self.latent_shape[-1], rngs=nnx.Rngs(key)
             )
-            return nnx.to_pure_dict(nnx.state(net))
+            return pure.params_of(net)
         zeros = jnp.zeros(self.latent_shape)
         return {"bias": zeros, "logscale": zeros}
 
@@ -81,10 +72,10 @@ class ScalePrior:
     def _mean_and_logscale(self, params: Params, context: Array | None):
         """Returns (shift, logscale) with u = (z + shift) * exp(logscale)."""
         if self._conditional:
-            out = nnx.merge(
-                _zero_conv_graphdef(self.context_shape[-1], 2 * self.latent_shape[-1]),
-                params,
-            )(context)
+            graph = pure.graphdef(
+                ZeroConv2d, self.context_shape[-1], 2 * self.latent_shape[-1]
+            )
+            out = pure.apply(graph, params, context)
             mean, log_std = out[..., 0::2], out[..., 1::2]
             return -mean, -log_std
         return params["bias"][None], params["logscale"][None]

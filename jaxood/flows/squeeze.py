@@ -15,6 +15,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from jaxood.flows.bijector import Bijector
 from jaxood.typing import Array, Params, PRNGKey
 
 
@@ -36,8 +37,9 @@ def unsqueeze(x: Array) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Squeeze:
-    """The squeeze as a bijector (a permutation of the entries)."""
+class Squeeze(Bijector):
+    """The squeeze as a bijector (a permutation of the entries): event shape
+    ``(H, W, C) -> (H/2, W/2, 4C)``, no params."""
 
     def init(self, key: PRNGKey, shape: tuple[int, ...]) -> Params:
         del key, shape

@@ -1,7 +1,7 @@
 """τ calibration and the model-free lPCA target it is calibrated to.
 
 References: Kamkari et al., ICML 2024 (bisection of ℓ = log τ so that the mean LID of
-~128 training points equals a model-free estimate; methods.md 2.9); Fukunaga & Olsen,
+~128 training points equals a model-free estimate; docs/lid.md); Fukunaga & Olsen,
 "An Algorithm for Finding Intrinsic Dimensionality of Data", IEEE Trans. Computers
 1971 (local PCA, as scikit-dimension's ``lPCA(ver="FO")``).
 """

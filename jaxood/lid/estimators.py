@@ -1,10 +1,10 @@
 """LID estimators from a Jacobian spectrum: threshold count and smooth LIDL.
 
 References: Kamkari et al., "A Geometric Explanation of the Likelihood OOD Detection
-Paradox", ICML 2024 (threshold LID, section 2.3 of shared/specs/methods.md);
+Paradox", ICML 2024 (threshold LID; docs/lid.md);
 Tempczyk et al., "LIDL: Local Intrinsic Dimension Estimation Using Approximate
 Likelihood", ICML 2022, in the closed form of dgm_geometry's FastFlowLIDL
-(methods.md 2.4).
+(docs/lid.md).
 """
 
 from __future__ import annotations
@@ -67,6 +67,13 @@ def lidl(spectrum: Spectrum, z: Array, deltas: Array) -> Array:
     """
     if spectrum.right_vectors is None:
         raise ValueError("lidl needs the right singular vectors: vectors=True.")
+    latent_dim = spectrum.right_vectors.shape[-1]
+    if jnp.size(z) != latent_dim:
+        raise ValueError(
+            f"z has {jnp.size(z)} values (shape {jnp.shape(z)}), the spectrum was "
+            f"taken at a latent of {latent_dim}: pass the z of that spectrum (for a "
+            "batch, vmap over spectrum and z together)."
+        )
     lam = spectrum.singular_values**2
     z_tilde = spectrum.right_vectors @ jnp.ravel(z)
     var = jnp.exp(2.0 * jnp.asarray(deltas))[:, None]

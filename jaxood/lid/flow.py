@@ -5,7 +5,7 @@ image; its Jacobian is D×D. Batched over images with ``lax.map`` so memory stay
 of one image's chunked JVPs.
 
 References: Kamkari et al., "A Geometric Explanation of the Likelihood OOD Detection
-Paradox", ICML 2024 (methods.md 2.3).
+Paradox", ICML 2024 (flow LID from the decoder Jacobian); docs/lid.md.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxood.flows.glow import Glow
+from jaxood.flows.glow import Glow, encode
 from jaxood.lid.spectrum import Spectrum, jacobian_spectrum
 from jaxood.typing import Array, Params
 
@@ -58,13 +58,18 @@ def flow_spectra(
     Args:
         model, params: the flow.
         x: ``(B, H, W, C)`` model-space images.
-        chunk_size: JVPs per chunk (memory ~ chunk × D per image).
+        chunk_size: JVPs per chunk (memory ~ chunk × D per image); clamped to D.
         vectors: also return right singular vectors (for LIDL).
 
     Returns:
         ``(spectrum with a leading batch axis, z0 (B, D))``.
     """
-    z0 = flatten_latents(model.forward(params, x).latents)
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(
+            f"x must be a batch (B, H, W, C) of model-space images, got shape "
+            f"{tuple(getattr(x, 'shape', ()))}; add a batch axis with x[None]."
+        )
+    z0 = flatten_latents(encode(model, params, x))  # checks dtype and image shape
     decode = flow_decoder(model, params)
 
     def one(z):

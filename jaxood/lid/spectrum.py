@@ -36,14 +36,27 @@ class Spectrum(NamedTuple):
     ambient_dim: int
 
 
-def _check_chunk(chunk_size: int, latent_dim: int) -> None:
+def _chunk(chunk_size: int, latent_dim: int) -> int:
+    """The number of JVPs per chunk: ``chunk_size`` clamped to the latent size."""
     if (
-        not isinstance(chunk_size, int | np.integer)
-        or not 1 <= chunk_size <= latent_dim
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
     ):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    # A chunk larger than d would only push zero basis vectors through the JVP.
+    return min(int(chunk_size), latent_dim)
+
+
+def _check_latent(z: Array) -> None:
+    if z.size == 0 or not jnp.issubdtype(z.dtype, jnp.floating):
         raise ValueError(
-            f"chunk_size must be an integer in [1, {latent_dim}] (the latent "
-            f"dimension), got {chunk_size!r}."
+            f"z must be a non-empty floating-point latent point, got shape "
+            f"{tuple(z.shape)} and dtype {z.dtype}."
+        )
+    if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
+        raise ValueError(
+            "z contains NaN or inf: the decoder cannot be linearised there."
         )
 
 
@@ -52,24 +65,24 @@ def jacobian(fn: Callable[[Array], Array], z: Array, *, chunk_size: int = 128) -
 
     Args:
         fn: a decoder ``z -> x``; z of any shape, x of any shape.
-        z: the latent point.
-        chunk_size: basis vectors pushed through the JVP at once (memory ~ chunk x D).
+        z: the latent point, floating point.
+        chunk_size: basis vectors pushed through the JVP at once (memory ~ chunk x
+            D); clamped to d, so the default suits any latent size.
 
     Returns:
         J, float, with J[:, j] = d fn(z).ravel() / d z.ravel()[j].
     """
     z = jnp.asarray(z)
-    if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
-        raise ValueError(
-            "z contains NaN or inf: the decoder cannot be linearised there."
-        )
+    _check_latent(z)
     d = z.size
-    _check_chunk(chunk_size, d)
-    _, f_jvp = jax.linearize(lambda v: jnp.ravel(fn(v.reshape(z.shape))), z.ravel())
-    num_chunks = -(-d // chunk_size)
-    basis = jnp.eye(num_chunks * chunk_size, d, dtype=z.dtype)
-    columns = jax.lax.map(jax.vmap(f_jvp), basis.reshape(num_chunks, chunk_size, d))
-    return columns.reshape(num_chunks * chunk_size, -1)[:d].T
+    chunk = _chunk(chunk_size, d)
+    x0, f_jvp = jax.linearize(lambda v: jnp.ravel(fn(v.reshape(z.shape))), z.ravel())
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ValueError(f"fn must return floating-point values, got {x0.dtype}.")
+    num_chunks = -(-d // chunk)
+    basis = jnp.eye(num_chunks * chunk, d, dtype=z.dtype)
+    columns = jax.lax.map(jax.vmap(f_jvp), basis.reshape(num_chunks, chunk, d))
+    return columns.reshape(num_chunks * chunk, -1)[:d].T
 
 
 def jacobian_spectrum(
@@ -88,7 +101,7 @@ def jacobian_spectrum(
     Args:
         fn: decoder ``z -> x``.
         z: one latent point (any shape).
-        chunk_size: JVPs per vmapped chunk, in ``[1, z.size]``.
+        chunk_size: JVPs per vmapped chunk (clamped to ``z.size``).
         vectors: also return the right singular vectors (needed by LIDL).
         expected_dim: if given, the decoder output size D must equal it.
 

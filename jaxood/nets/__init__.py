@@ -1,6 +1,11 @@
-"""Flax NNX networks. Only model code sees these modules; the public API sees params."""
+"""Flax NNX networks. Only model code sees these modules; the public API sees params.
 
-from jaxood.nets.coupling_net import CouplingNet, coupling_net_graphdef
+:mod:`jaxood.nets.pure` is the one place where a module becomes pure functions of a
+params pytree (cached graph definitions, ``params_of``, ``apply``).
+"""
+
+from jaxood.nets import pure
+from jaxood.nets.coupling_net import CouplingNet
 from jaxood.nets.layers import ActNorm2d, ZeroConv2d, actnorm_statistics
 
 __all__ = [
@@ -8,5 +13,5 @@ __all__ = [
     "CouplingNet",
     "ZeroConv2d",
     "actnorm_statistics",
-    "coupling_net_graphdef",
+    "pure",
 ]

@@ -11,8 +11,6 @@ and Features", NeurIPS 2020.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 from flax import nnx
 
@@ -44,18 +42,9 @@ class CouplingNet(nnx.Module):
         return self.conv_out(h)
 
     def initialize_from(self, x: Array) -> None:
-        """Data-dependent init of the inner ActNorms on a batch (eager)."""
+        """Data-dependent init of the inner ActNorms on a batch (traceable: it runs
+        inside the jitted ``jaxood.flows.init``)."""
         h = self.conv_in(x)
         self.norm_in.initialize_from(h)
         h = self.conv_mid(jax.nn.relu(self.norm_in(h)))
         self.norm_mid.initialize_from(h)
-
-
-@functools.cache
-def coupling_net_graphdef(in_channels: int, hidden: int, out_channels: int):
-    """The (hashable) NNX graph definition shared by every net of this shape."""
-    abstract = nnx.eval_shape(
-        lambda: CouplingNet(in_channels, hidden, out_channels, rngs=nnx.Rngs(0))
-    )
-    graphdef, _ = nnx.split(abstract)
-    return graphdef

@@ -40,7 +40,7 @@ class ActNorm2d(nnx.Module):
         return (x + bias) * jnp.exp(self.logscale[...].reshape(shape))
 
     def initialize_from(self, x: Array) -> None:
-        """Sets bias and scale from a batch (eager, once, before training)."""
+        """Sets bias and scale from a batch (once, before training; traceable)."""
         bias, logscale = actnorm_statistics(x)
         self.bias[...] = bias
         self.logscale[...] = logscale

@@ -1,6 +1,6 @@
 """Encoders and decoders of the VAEs: the conv nets for 28×28 and 32×32 inputs and MLPs.
 
-Layouts follow the Vacant Holes supplement (§D; ``shared/specs/methods.md`` 4.4):
+Layouts follow the Vacant Holes supplement (§D; summarised in docs/vae.md):
 
 - 28×28 encoder: Conv3×3 → 32, Conv3×3 → 16 (valid), MaxPool 2, Linear → head
   (26 → 24 → 12, 12·12·16 = 2304 features). Decoder: Linear → 2304, nearest
