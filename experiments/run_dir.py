@@ -128,7 +128,7 @@ def train_or_restore(
         run.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / "summary.json", run / "summary.json")
         write_json(run / "config.json", fingerprint)
-        marker.write_text(str(source.resolve()) + "\n")
+        marker.write_text(str(source) + "\n")
     else:
         write_json(run / "config.json", fingerprint)
         params, summary = train_fn()
