@@ -191,7 +191,7 @@ def fit(
         checkpoints = checkpoint.RunCheckpoints(run / "checkpoints")
         try:
             best = train.TrainState(*checkpoints.restore_best(state))
-            params, step = best.params, checkpoints.best.best_step()
+            params, step = best.params, checkpoints.best_step()
         finally:
             checkpoints.close()
     params = jax.tree.map(jnp.asarray, params)

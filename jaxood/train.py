@@ -2,15 +2,19 @@
 
 The loop is deterministic given its seed: batch b of epoch e is a fixed permutation
 of the data (``numpy`` seeded by ``(seed, e)``) and the step's randomness is
-``fold_in(key, step)``, so an interrupted run resumed from its latest checkpoint ends
-with exactly the params of an uninterrupted one.
+``fold_in(key, step)``, so an interrupted run (even by ``kill -9``) resumed from its
+latest checkpoint ends with exactly the params of an uninterrupted one, and the same
+``metrics.jsonl`` except the ``seconds_per_step`` timings.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,13 +32,17 @@ from jaxood.typing import Array, Params, PRNGKey
 LossFn = Callable[[Params, Any, PRNGKey], tuple[Array, dict[str, Array]]]
 
 
+class TrainingError(RuntimeError):
+    """Training cannot make progress (e.g. every recent step was non-finite)."""
+
+
 class TrainState(NamedTuple):
     """Everything that changes during training (a pytree; checkpointed whole)."""
 
     params: Params
     opt_state: Any
     step: Array  # int32 ()
-    num_skipped: Array  # int32 (), steps dropped for non-finite loss or gradients
+    num_skipped: Array  # int32 (), steps dropped by the non-finite guard
 
 
 def make_optimizer(
@@ -86,16 +94,19 @@ def init_state(params: Params, optimizer: optax.GradientTransformation) -> Train
 
 def _all_finite(tree: Any) -> Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.stack(leaves).all()
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
 def make_train_step(
     loss_fn: LossFn, optimizer: optax.GradientTransformation
 ) -> Callable[[TrainState, Any, PRNGKey], tuple[TrainState, dict[str, Array]]]:
-    """One jitted optimisation step; steps with non-finite loss or gradient are skipped.
+    """One jitted optimisation step with a non-finite guard.
 
-    The whole batch is skipped (the reference also retries without the non-finite
-    examples when enough remain; not done here: the step is counted instead).
+    A step is skipped (params and optimizer state unchanged, ``num_skipped``
+    counted) when the loss or a gradient is non-finite, or when the update would
+    make a parameter or optimizer moment non-finite: a finite gradient times a huge
+    learning rate can overflow to inf. The whole batch is skipped (the reference
+    also retries without the non-finite examples when enough remain; not done here).
 
     The returned ``step(state, batch, key)`` folds ``state.step`` into ``key``, so the
     caller passes the same run key every time. It donates ``state`` (argument 0):
@@ -113,7 +124,12 @@ def make_train_step(
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
+        finite = (
+            jnp.isfinite(loss)
+            & _all_finite(grads)
+            & _all_finite(params)
+            & _all_finite(opt_state)
+        )
         keep = lambda new, old: jax.tree.map(  # noqa: E731
             lambda a, b: jnp.where(finite, a, b), new, old
         )
@@ -141,21 +157,99 @@ def epoch_batch_indices(num_examples: int, batch_size: int, step: int, seed: int
     return order[offset * batch_size : (offset + 1) * batch_size]
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None (JSON has no NaN or Infinity)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic | jax.Array):
+        value = value.item() if np.ndim(value) == 0 else np.asarray(value).tolist()
+        return _json_safe(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _append_jsonl(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    """Appends one JSON line with a single ``write`` and ``fsync``: a killed process
+    leaves whole lines (at worst one torn last line, dropped on resume)."""
+    line = (json.dumps(_json_safe(record), allow_nan=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if written != len(line):
+        raise OSError(f"Short write to {path} ({written} of {len(line)} bytes).")
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drops lines logged after the checkpoint we resume from."""
+    """Drops lines logged after the checkpoint we resume from, and a torn last line.
+
+    Raises:
+        TrainingError: a line other than the last is not JSON (the file was edited
+            or damaged by something else than an interrupted write).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # left by a run killed while rewriting
     if not path.exists():
         return
+    text = path.read_text()
+    lines = text.split("\n")
+    # A whole file ends with "\n": the last element is then empty.
+    complete, tail = lines[:-1], lines[-1]
+    records = []
+    for number, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append((line, json.loads(line)))
+        except ValueError:
+            if number == len(complete) and not tail:
+                tail = line
+                break
+            raise TrainingError(
+                f"{path} line {number} is not JSON ({line[:60]!r}): delete that "
+                "line (or the file) and resume."
+            ) from None
+    if tail.strip():
+        try:
+            records.append((tail, json.loads(tail)))
+        except ValueError:
+            warnings.warn(
+                f"{path}: dropped a torn last line ({len(tail)} characters, left by "
+                "an interrupted write); the steps it logged are trained again.",
+                stacklevel=3,
+            )
+    # Re-serialised: bare NaN tokens of older files become null.
     kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= last_step
+        json.dumps(_json_safe(r), allow_nan=False)
+        for _, r in records
+        if r.get("step", 0) <= last_step
     ]
-    path.write_text("".join(line + "\n" for line in kept))
+    new_text = "".join(line + "\n" for line in kept)
+    if new_text != text:
+        tmp.write_text(new_text)
+        tmp.replace(path)
+
+
+def _check_period(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive whole number of steps, got {value!r}: pass "
+            f"e.g. {name}=50."
+        )
+
+
+def _check_multiple(name: str, value: int, log_every: int, why: str) -> None:
+    if value % log_every:
+        suggestion = max(1, round(value / log_every)) * log_every
+        raise ValueError(
+            f"{name} ({value}) must be a multiple of log_every ({log_every}) {why}: "
+            f"pass {name}={suggestion} or change log_every."
+        )
 
 
 def fit(
@@ -170,6 +264,7 @@ def fit(
     eval_every: int = 500,
     log_every: int = 50,
     checkpoint_every: int = 500,
+    max_consecutive_skipped: int = 100,
     progress_metric: Callable[[dict[str, float]], dict[str, float]] | None = None,
     description: str = "train",
 ) -> TrainState:
@@ -184,26 +279,62 @@ def fit(
         batch_fn: ``step -> batch``; must be a pure function of the step.
         num_steps: total steps of the run (not additional ones).
         key: the run's PRNG key.
-        eval_fn: ``params -> {"val_loss": ..., ...}``; the best ``val_loss`` state
-            is kept as the "best" checkpoint.
-        eval_every, log_every, checkpoint_every: periods in steps.
+        eval_fn: ``params -> {"val_loss": ..., ...}``; the state with the lowest
+            finite ``val_loss`` is kept as the "best" checkpoint (a NaN or inf
+            loss never is).
+        eval_every, log_every, checkpoint_every: periods in steps, positive;
+            ``eval_every`` and ``checkpoint_every`` multiples of ``log_every``
+            (a resumed run then logs exactly what an uninterrupted one does).
+        max_consecutive_skipped: stop after this many consecutive non-finite
+            (skipped) steps. Checked at each logging step, so the run stops at the
+            first logging step at which the streak reaches it.
         progress_metric: maps the logged metrics to what the progress bar shows.
         description: progress-bar label.
 
     Returns:
         The final state. Non-finite steps are skipped and counted in
-        ``state.num_skipped`` (also logged).
+        ``state.num_skipped`` (also logged). ``metrics.jsonl`` is valid JSON
+        lines: non-finite values are written as null.
+
+    Raises:
+        ValueError: a period is not a positive integer or not a multiple of
+            ``log_every``.
+        TrainingError: ``max_consecutive_skipped`` consecutive steps were skipped;
+            the state is saved as the latest checkpoint first.
+        jaxood.checkpoint.CheckpointError: the checkpoint to resume from is
+            corrupt or of another model configuration.
     """
-    if eval_every % log_every:
-        raise ValueError(f"eval_every ({eval_every}) must be a multiple of log_every.")
+    for name, value in (
+        ("log_every", log_every),
+        ("checkpoint_every", checkpoint_every),
+        ("eval_every", eval_every),
+        ("max_consecutive_skipped", max_consecutive_skipped),
+    ):
+        _check_period(name, value)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int | np.integer):
+        raise ValueError(f"num_steps must be an integer, got {num_steps!r}.")
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}.")
+    _check_multiple(
+        "checkpoint_every",
+        checkpoint_every,
+        log_every,
+        "so that a resumed run logs what an uninterrupted one does",
+    )
+    if eval_fn is not None:
+        _check_multiple(
+            "eval_every", eval_every, log_every, "(evaluation runs on logging steps)"
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     metrics_path = workdir / "metrics.jsonl"
     checkpoints = RunCheckpoints(workdir / "checkpoints")
     try:
+        streak = 0  # consecutive skipped steps up to the current one
         if checkpoints.latest_step() is not None:
             state = TrainState(*checkpoints.restore_latest(state))
             state = jax.tree.map(jnp.asarray, state)
+            streak = int(checkpoints.latest_info().get("consecutive_skipped", 0))
         start = int(state.step)
         # Lines logged after the state we (re)start from belong to lost work.
         _truncate_metrics(metrics_path, start)
@@ -214,7 +345,12 @@ def fit(
             state, metrics = train_step(state, batch_fn(step), key)
             window.append(metrics)
             done = step + 1
+            stop = False
             if done % log_every == 0 or done == num_steps:
+                # One host sync per logging step: the streak is counted here.
+                for m in window:
+                    streak = 0 if bool(m["finite"]) else streak + 1
+                    stop = stop or streak >= max_consecutive_skipped
                 record = {
                     k: float(np.mean([float(m[k]) for m in window])) for k in window[0]
                 }
@@ -228,15 +364,29 @@ def fit(
                     done % eval_every == 0 or done == num_steps
                 ):
                     record.update(eval_fn(state.params))
-                    checkpoints.save_best(done, state, record["val_loss"])
+                    val_loss = float(record["val_loss"])
+                    if not checkpoints.save_best(done, state, val_loss):
+                        if not math.isfinite(val_loss):
+                            tqdm.write(
+                                f"[{description}] step {done}: val_loss is "
+                                f"{val_loss}; not a candidate for the best checkpoint."
+                            )
                 _append_jsonl(metrics_path, record)
                 shown = progress_metric(record) if progress_metric else record
                 bar.set_postfix(
                     {k: f"{v:.3f}" for k, v in shown.items()}, refresh=False
                 )
-            if done % checkpoint_every == 0 or done == num_steps:
-                checkpoints.save_latest(done, state)
+            if stop or done % checkpoint_every == 0 or done == num_steps:
+                checkpoints.save_latest(done, state, {"consecutive_skipped": streak})
             bar.update(1)
+            if stop:
+                bar.close()
+                raise TrainingError(
+                    f"{streak} consecutive training steps (up to step {done}) were "
+                    "skipped for a non-finite loss, gradient or update: lower the "
+                    "learning rate, clip gradients, or check the data. The last "
+                    f"finite state is saved in {checkpoints.directory / 'latest'}."
+                )
         bar.close()
         return state
     finally:
