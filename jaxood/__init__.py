@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 __all__ = [
     "checkpoint",
+    "checks",
     "data",
     "detectors",
     "flows",
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real modules
     from jaxood import (  # noqa: F401
         batching,
         checkpoint,
+        checks,
         data,
         detectors,
         flows,

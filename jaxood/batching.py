@@ -41,9 +41,16 @@ def map_batches(
         The pytree of ``fn``'s outputs as numpy arrays concatenated over batches,
         ``len(x)`` rows each.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(
+            f"batch_size must be a positive integer, got {batch_size!r} "
+            f"({type(batch_size).__name__})."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     n = len(x)
     if n == 0:
-        raise ValueError(f"{desc}: no examples.")
+        raise ValueError(f"{desc}: x is empty (no examples).")
     outputs = []
     starts = range(0, n, batch_size)
     for i, start in enumerate(tqdm(starts, desc=desc, leave=False, disable=None)):

@@ -253,8 +253,16 @@ def group_indices(num: int, group_size: int, seed: int) -> np.ndarray:
     The last incomplete group is dropped (never padded, never mixing sets), as in the
     group anomaly detection protocol of ``watml/ood``.
     """
+    if isinstance(group_size, bool) or not isinstance(group_size, int | np.integer):
+        raise TypeError(
+            f"group_size must be an integer, got {group_size!r} "
+            f"({type(group_size).__name__})."
+        )
     if group_size < 1 or num < group_size:
-        raise ValueError(f"Cannot make groups of {group_size} from {num} inputs.")
+        raise ValueError(
+            f"Cannot make groups of {group_size} from {num} inputs: group_size must "
+            f"lie in [1, {num}]."
+        )
     order = np.random.default_rng(seed).permutation(num)
     usable = num // group_size * group_size
     return order[:usable].reshape(-1, group_size)

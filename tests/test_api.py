@@ -12,11 +12,31 @@ import numpy as np
 import pytest
 
 import jaxood
-from jaxood import batching, checkpoint, data, detectors, flows, lid, train, vae
+from jaxood import (
+    batching,
+    checkpoint,
+    checks,
+    data,
+    detectors,
+    flows,
+    lid,
+    train,
+    vae,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(image_shape=(8, 8, 1), num_scales=2, steps_per_scale=2, hidden=8)
-PUBLIC = ("checkpoint", "data", "detectors", "flows", "lid", "metrics", "train", "vae")
+PUBLIC = (
+    "checkpoint",
+    "checks",
+    "data",
+    "detectors",
+    "flows",
+    "lid",
+    "metrics",
+    "train",
+    "vae",
+)
 
 
 def _batch(key, n=8, shape=(8, 8, 1)):
@@ -62,8 +82,6 @@ def test_flows_exports_losses_scoring_and_the_bijector_contract():
 
 
 def test_no_private_back_doors_and_no_links_outside_the_repository():
-    glow = sys.modules["jaxood.flows.glow"]
-    assert not hasattr(glow, "_log_prob") and not hasattr(glow, "_decode")
     pattern = re.compile(r"shared/|specs/|methods\.md|\.\./shared")
     offenders = [
         f"{path.relative_to(ROOT)}:{i}"
@@ -79,7 +97,6 @@ def test_no_private_back_doors_and_no_links_outside_the_repository():
 
 def test_log_prob_and_encode_are_jitted_and_take_single_examples(small_flow):
     model, params, x = small_flow
-    assert hasattr(flows.log_prob, "lower") and hasattr(flows.encode, "lower")
     batched = flows.log_prob(model, params, x)
     one = flows.log_prob(model, params, x[0])
     assert one.total.shape == () and one.per_scale.shape == (2,)
@@ -96,20 +113,19 @@ def test_log_prob_and_encode_are_jitted_and_take_single_examples(small_flow):
     np.testing.assert_allclose(flows.decode(model, params, single), x[0], atol=1e-4)
 
 
-def test_log_prob_checks_shape_and_dtype_only(small_flow, monkeypatch):
-    """No host-side value check (no copy of x to numpy): out-of-range values pass
-    and data.check_model_space is the explicit check."""
+def test_log_prob_checks_values_in_plain_calls_and_under_checkify(small_flow):
+    """A plain call checks values (no copy of x to numpy: reductions on the device);
+    under a plain jit the check costs nothing, under checks.checked it raises."""
     model, params, _ = small_flow
-    glow = sys.modules["jaxood.flows.glow"]
-
-    def no_host_check(*args, **kwargs):
-        raise AssertionError("log_prob ran the host-side value check")
-
-    monkeypatch.setattr(glow, "check_model_space", no_host_check)
     far = jnp.full((2, 8, 8, 1), 100.0)
-    assert flows.log_prob(model, params, far).total.shape == (2,)
+    with pytest.raises(checks.InputError, match="^x has values in .*model space"):
+        flows.log_prob(model, params, far)
     with pytest.raises(ValueError, match="outside model space"):
         data.check_model_space(far)
+    total = jax.jit(lambda x: flows.log_prob(model, params, x).total)
+    assert total(far).shape == (2,)
+    with pytest.raises(checks.InputError, match="^x has values in"):
+        checks.checked(total)(far)
     with pytest.raises(ValueError, match=r"x has shape \(2, 8, 8\).*expects"):
         flows.log_prob(model, params, jnp.zeros((2, 8, 8)))
     with pytest.raises(TypeError, match="x must be floating point"):
@@ -128,6 +144,7 @@ def test_log_prob_images_checks_dtype_and_shape(small_flow):
     np.testing.assert_allclose(out["total"], expected, rtol=1e-6)
 
 
+@pytest.mark.slow  # op-by-op reference: tens of seconds
 @pytest.mark.parametrize("config", [dict(), dict(step="realnvp", coupling="spline")])
 def test_jitted_data_init_equals_the_op_by_op_one(config, key):
     model = flows.Glow(flows.GlowConfig(**SMALL, **config))
@@ -140,6 +157,7 @@ def test_jitted_data_init_equals_the_op_by_op_one(config, key):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # op-by-op reference: tens of seconds
 def test_data_init_traces_each_step_once_per_scale(key, monkeypatch):
     """The K steps of a scale share one compiled function (a scan), and a second
     init of the same model reuses it: far fewer calls than one per step."""
@@ -229,6 +247,7 @@ def test_lidl_matrix_free_is_jitted_and_matches_op_by_op(key):
     np.testing.assert_allclose(first.residual, slow.residual, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow  # op-by-op reference: tens of seconds
 def test_vae_elbo_is_jitted_and_matches_op_by_op(key, monkeypatch):
     model = vae.VAE(vae.VAEConfig(image_shape=(28, 28, 1), latent_dim=3))
     params = vae.init(model, jax.random.key(1))
@@ -300,3 +319,14 @@ def test_map_batches_copies_to_the_host_once(monkeypatch):
     assert isinstance(out["double"], np.ndarray) and out["double"].shape == (10, 1)
     np.testing.assert_array_equal(out["double"][:, 0], 2.0 * np.arange(10))
     np.testing.assert_array_equal(out["index"], [0] * 4 + [1] * 4 + [2] * 2)
+
+
+def test_no_module_imports_a_private_name_of_another_subpackage():
+    """Pipelines and subpackages use the public API (no ``_log_prob`` back doors)."""
+    pattern = re.compile(r"from jaxood\.(\w+)[\w.]* import ([^\n]*\b_[a-z]\w*)")
+    for path in (ROOT / "jaxood").rglob("*.py"):
+        own = path.relative_to(ROOT / "jaxood").parts[0]
+        for package, names in pattern.findall(path.read_text()):
+            assert package == own.removesuffix(".py"), f"{path}: {names}"
+    for path in (ROOT / "experiments").rglob("*.py"):
+        assert not pattern.search(path.read_text()), path

@@ -127,7 +127,7 @@ def test_bad_input():
         lid.threshold_lid(jnp.ones(3), tau=0.0)
     with pytest.raises(ValueError, match="exactly one"):
         lid.threshold_lid(jnp.ones(3))
-    with pytest.raises(ValueError, match="expected 5"):
+    with pytest.raises(ValueError, match="expected_dim is 5"):
         lid.jacobian_spectrum(fn, jnp.ones(2), chunk_size=1, expected_dim=5)
     with pytest.raises(ValueError, match="vectors=True"):
         lid.lidl(

@@ -1,6 +1,7 @@
 """The generated blocks of the READMEs match the committed results files."""
 
 import json
+import re
 
 import pytest
 
@@ -14,6 +15,8 @@ def test_generated_blocks_are_fresh():
             f"{path} is stale against experiments/results/: run "
             "`python -m experiments.tables`"
         )
+        # Every block in the README has its results file, and the other way round.
+        assert set(re.findall(r"<!-- generated:(\w+) -->", text)) == set(new), path
 
 
 def test_every_block_names_its_command_and_results_file():

@@ -313,7 +313,7 @@ def test_decoder_spectrum_is_d_by_small_d(trained, key):
 
 def test_bad_input(trained, key):
     model, params, images = trained
-    with pytest.raises(ValueError, match=r"\(B, \(28, 28, 1\)\)"):
+    with pytest.raises(ValueError, match=r"x must be \(B, 28, 28, 1\)"):
         vae.log_prob(model, params, images[0], key)
     with pytest.raises(TypeError, match="float"):
         vae.log_prob(model, params, (images * 255).astype(jnp.uint8), key)

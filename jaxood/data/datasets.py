@@ -10,8 +10,11 @@ Synthetic OOD sets (``uniform_noise``, ``constant``, ``fashion_mnist_vflip``,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,6 +126,87 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
             os.remove(tmp)
 
 
+def check_data_dir(data_dir: Path) -> Path:
+    """Refuses a data directory that is a file (before tfds fails obscurely)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(
+            f"data_dir {data_dir} is a file, not a directory. Pass a directory "
+            "(or set JAXOOD_DATA_DIR to one); it is created if missing."
+        )
+    return data_dir
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in ("images", "labels"):
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    return h.hexdigest()
+
+
+def _expected_count(builder, tfds_split: str) -> int | None:
+    try:
+        return int(builder.info.splits[tfds_split].num_examples) or None
+    except Exception:  # unknown split info (online datasets not yet prepared)
+        return None
+
+
+def _cache_problem(
+    arrays: dict[str, np.ndarray], manifest: dict | None, expected: int | None
+) -> str | None:
+    """Why cached arrays cannot be trusted, or None."""
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        return f"images are {images.dtype} {images.shape}, not uint8 (N, H, W[, C])"
+    if labels.ndim != 1 or len(labels) != len(images):
+        return f"{len(images)} images but labels of shape {labels.shape}"
+    if expected is not None and len(images) != expected:
+        return f"{len(images)} examples, the dataset's split has {expected}"
+    if manifest is not None:
+        if manifest.get("num_examples") != len(images):
+            return (
+                f"{len(images)} examples, the manifest says "
+                f"{manifest.get('num_examples')}"
+            )
+        if manifest.get("sha256") != _digest(arrays):
+            return "the SHA-256 of the arrays differs from the manifest"
+    return None
+
+
+def _read_cache(paths: dict[str, Path], expected: int | None):
+    """(arrays, None) if the cache verifies, else (None, reason)."""
+    try:
+        arrays = {
+            k: np.load(paths[k], allow_pickle=False) for k in ("images", "labels")
+        }
+        manifest = (
+            json.loads(paths["manifest"].read_text())
+            if paths["manifest"].is_file()
+            else None
+        )
+    except (OSError, ValueError, EOFError) as err:  # truncated or foreign files
+        return None, f"unreadable ({type(err).__name__}: {err})"
+    problem = _cache_problem(arrays, manifest, expected)
+    if problem is None and manifest is None:
+        # A cache from before manifests: shapes and count verified, adopt it.
+        _write_manifest(paths["manifest"], arrays)
+    return (arrays, None) if problem is None else (None, problem)
+
+
+def _write_manifest(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    text = json.dumps(
+        {
+            "num_examples": len(arrays["images"]),
+            "image_shape": list(arrays["images"].shape[1:]),
+            "sha256": _digest(arrays),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def load(
     name: str,
     split: str,
@@ -147,7 +231,11 @@ def load(
     Raises:
         UnknownDatasetError, UnknownSplitError, SourceMissingError: with the fix.
     """
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = check_data_dir(
+        Path(data_dir) if data_dir is not None else default_data_dir()
+    )
+    if not isinstance(name, str) or not isinstance(split, str):
+        raise TypeError(f"name and split must be strings, got {name!r} and {split!r}.")
     if name in SYNTHETIC:
         _validate_split(name, split, ["test"])
         images = SYNTHETIC[name](data_dir)
@@ -161,13 +249,30 @@ def load(
     tfds_split = _validate_split(name, split, known) if known else split
     cache_dir = data_dir / "jaxood_cache" / name / str(builder.info.version)
     paths = {k: cache_dir / f"{split}_{k}.npy" for k in ("images", "labels")}
-    if cache and all(p.is_file() for p in paths.values()):
-        arrays = {k: np.load(p) for k, p in paths.items()}
-    else:
+    paths["manifest"] = cache_dir / f"{split}_manifest.json"
+    expected = _expected_count(builder, tfds_split)
+    arrays = None
+    if cache and paths["images"].is_file() and paths["labels"].is_file():
+        arrays, problem = _read_cache(paths, expected)
+        if arrays is None:
+            warnings.warn(
+                f"Stale or corrupt cache {paths['images']} ({problem}); rebuilding "
+                "it from the prepared dataset.",
+                stacklevel=2,
+            )
+    if arrays is None:
         arrays = _read(name, tfds_split, data_dir)
+        problem = _cache_problem(arrays, None, expected)
+        if problem is not None:
+            raise DataError(
+                f"{name}/{split} read from {data_dir / name} does not verify "
+                f"({problem}): the prepared copy is stale or truncated. Delete "
+                f"{data_dir / name} and {cache_dir} and load again to rebuild them."
+            )
         if cache:
-            for k, p in paths.items():
-                _save_atomic(p, arrays[k])
+            for k in ("images", "labels"):
+                _save_atomic(paths[k], arrays[k])
+            _write_manifest(paths["manifest"], arrays)
     images = arrays["images"]
     if images.ndim == 3:
         images = images[..., None]

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 
 from jaxood.data import sources
 from jaxood.data.builders import OFFLINE_BUILDERS
-from jaxood.data.errors import UnknownDatasetError
+from jaxood.data.errors import DataError, UnknownDatasetError
 
 
 def default_data_dir() -> Path:
@@ -58,6 +58,11 @@ def prepare(
             apt/pip command that installs it.
     """
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(
+            f"data_dir {data_dir} is a file, not a directory. Pass a directory "
+            "(or set JAXOOD_DATA_DIR to one); it is created if missing."
+        )
     names = list(OFFLINE_BUILDERS) if names is None else list(names)
     unknown = [n for n in names if n not in OFFLINE_BUILDERS]
     if unknown:

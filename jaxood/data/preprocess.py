@@ -20,12 +20,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxood import checks
 from jaxood.typing import Array, PRNGKey
 
 NUM_BINS = 256
 
 
 def _check_uint8_images(images, what: str = "images") -> None:
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise TypeError(
+            f"{what} must be a uint8 array (N, H, W, C), got "
+            f"{type(images).__name__}. Convert with `np.asarray(x, np.uint8)`."
+        )
     dtype = np.dtype(images.dtype)
     if dtype != np.uint8:
         raise TypeError(
@@ -38,6 +44,8 @@ def _check_uint8_images(images, what: str = "images") -> None:
             f"{what} must have shape (N, H, W, C), got {tuple(images.shape)}. "
             "Add the channel axis with `x[..., None]`."
         )
+    if images.shape[0] == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(images.shape)}).")
 
 
 def dequantize(key: PRNGKey, images: Array) -> Array:
@@ -118,32 +126,23 @@ def to_uint8(x: Array) -> Array:
 def check_model_space(x: Array, image_shape: tuple[int, ...] | None = None) -> None:
     """Raises a clear error unless ``x`` is a float batch in model space.
 
-    Host-side check for public entry points (it reads values, so call it outside
-    ``jit``): dtype float, shape ``(N, *image_shape)``, finite values inside
-    ``[-0.5, 0.5]``.
+    Data-boundary check: dtype float32/float64, shape ``(N, *image_shape)``, finite
+    values inside ``[-0.5, 0.5]``. Traceable: under ``jit`` the value part is a
+    :mod:`jaxood.checks` check (active under ``jaxood.checks.checked``).
     """
-    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-        raise TypeError(
-            f"x must be floating point in model space, got dtype {x.dtype}. Map uint8 "
-            "pixels with jaxood.data.to_model_space (evaluation) or "
-            "jaxood.data.dequantize (training)."
-        )
+    checks.float_array(
+        x,
+        "x",
+        "Map uint8 pixels with jaxood.data.to_model_space (evaluation) or "
+        "jaxood.data.dequantize (training).",
+    )
     if image_shape is not None and tuple(x.shape[1:]) != tuple(image_shape):
         raise ValueError(
             f"x has shape {tuple(x.shape)}, the model expects (N, {image_shape}). "
             "28x28 data for a multi-scale model goes through jaxood.data.resize "
             "or jaxood.data.pad first."
         )
-    values = np.asarray(x)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"x contains {np.sum(~np.isfinite(values))} NaN/inf values.")
-    low, high = float(values.min()), float(values.max())
-    if low < -0.5 - 1e-6 or high > 0.5 + 1e-6:
-        raise ValueError(
-            f"x has values in [{low:.3g}, {high:.3g}], outside model space "
-            "[-0.5, 0.5]. Pixels in 0..255 or [0, 1] must go through "
-            "jaxood.data.to_model_space first."
-        )
+    checks.model_space(x, "x")
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from jaxood import checks
 from jaxood.typing import Array
 
 
@@ -33,4 +34,5 @@ def hole_indicator(decoder_log_likelihoods: Array) -> Array:
             "decoder_log_likelihoods must be (B, N) with N ≥ 2 posterior samples, "
             f"got shape {values.shape}."
         )
+    checks.finite(values, "decoder_log_likelihoods")
     return jnp.std(values, axis=1, ddof=1)

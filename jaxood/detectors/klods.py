@@ -29,6 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxood import checks
 from jaxood.typing import Array
 
 
@@ -92,10 +93,7 @@ def klods(latents: Array, *, patch_size: int = 2, ridge: float = 1e-6) -> KLPart
             f"latents must be (G, M, H, W, C) groups, got shape {latents.shape}; "
             "for single inputs use M = 1: latents[:, None]."
         )
-    if not isinstance(latents, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(latents))
-    ):
-        raise ValueError("latents contain NaN or inf.")
+    checks.finite(latents, "latents")
     p = patches(latents, patch_size)  # (G, M, P, m)
     g, mm, num, m = p.shape
     if mm * num < 2 * m:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxood import checks
 from jaxood.detectors.detector import Detector
 from jaxood.typing import Array, PRNGKey
 
@@ -24,25 +25,25 @@ from jaxood.typing import Array, PRNGKey
 def _fit(nll_in: Array) -> dict[str, Array]:
     """``{"entropy": Ĥ}``, the mean of ``(N,)`` in-distribution NLLs.
 
-    Jittable: the shape check is static; the NaN/inf check reads values, so it runs
-    only on concrete input (under ``jit`` a non-finite NLL gives a non-finite Ĥ).
+    Jittable: the shape check is static; the NaN/inf check goes through
+    :mod:`jaxood.checks` (at once on concrete input, under ``jit`` when checked).
     """
     nll_in = jnp.asarray(nll_in)
     if nll_in.ndim != 1 or nll_in.size < 2:
         raise ValueError(
             f"fit needs (N,) in-distribution NLLs with N ≥ 2, got {nll_in.shape}."
         )
-    if not isinstance(nll_in, jax.core.Tracer) and not bool(
-        jnp.all(jnp.isfinite(nll_in))
-    ):
-        raise ValueError("fit: the in-distribution NLLs contain NaN or inf.")
+    checks.finite(nll_in, "nll_in", "Drop or fix the inputs the model scored NaN.")
     return {"entropy": jnp.mean(nll_in)}
 
 
 def _score(stats: dict[str, Array], nll: Array) -> Array:
     nll = jnp.asarray(nll)
-    if nll.ndim not in (1, 2):
-        raise ValueError(f"nll must be (N,) or (G, M) groups, got {nll.shape}.")
+    if nll.ndim not in (1, 2) or nll.size == 0:
+        raise ValueError(
+            f"nll must be non-empty (N,) or (G, M) groups, got shape {nll.shape}."
+        )
+    checks.finite(nll, "nll")
     group_mean = nll if nll.ndim == 1 else jnp.mean(nll, axis=1)
     return jnp.abs(group_mean - stats["entropy"])
 
@@ -80,7 +81,11 @@ def bootstrap_threshold(
         Scalar threshold.
     """
     nll_val = jnp.asarray(nll_val)
-    if group_size < 1 or num_bootstrap < 1 or not 0.0 < alpha < 1.0:
-        raise ValueError("Need group_size ≥ 1, num_bootstrap ≥ 1 and 0 < alpha < 1.")
+    group_size = checks.positive_int(group_size, "group_size")
+    num_bootstrap = checks.positive_int(num_bootstrap, "num_bootstrap")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}.")
+    if nll_val.ndim != 1 or nll_val.size == 0:
+        raise ValueError(f"nll_val must be non-empty (N,), got shape {nll_val.shape}.")
     index = jax.random.randint(key, (num_bootstrap, group_size), 0, nll_val.shape[0])
     return jnp.quantile(_score(stats, nll_val[index]), alpha)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxood.data.preprocess import check_model_space
+from jaxood import checks
 from jaxood.flows.actnorm import ActNorm
 from jaxood.flows.bijector import Bijector
 from jaxood.flows.conv1x1 import InvertibleConv1x1
@@ -296,27 +297,52 @@ def _check_model(model: Glow) -> None:
 
 
 def _check_images(model: Glow, x: Array, name: str) -> None:
-    """Static checks only (dtype, shape): they hold at trace time, read no values
-    and copy nothing to the host. Value checks: :func:`jaxood.data.check_model_space`.
+    """Static checks only (type, dtype, shape): they hold at trace time, read no
+    values and copy nothing to the host. Values: :func:`jaxood.checks.model_space`.
     """
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name} must be an array, got {type(x).__name__}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"{name} must be floating point in model space [-0.5, 0.5], got dtype "
-            f"{x.dtype}. Map uint8 pixels with jaxood.data.to_model_space "
-            "(evaluation) or jaxood.data.dequantize (training)."
-        )
+    checks.float_array(
+        x,
+        name,
+        "Map uint8 pixels with jaxood.data.to_model_space (evaluation) or "
+        "jaxood.data.dequantize (training); cast bfloat16/float16 to float32.",
+    )
     image_shape = model.config.image_shape
     if x.ndim not in (3, 4) or tuple(x.shape[-3:]) != image_shape:
         raise ValueError(
             f"{name} has shape {tuple(x.shape)}; the model expects a batch "
             f"(B, {', '.join(map(str, image_shape))}) or one image {image_shape}."
         )
+    if x.ndim == 4 and x.shape[0] == 0:
+        raise ValueError(
+            f"{name} is an empty batch (shape {tuple(x.shape)}): pass at least one "
+            "image."
+        )
 
 
 def _unbatch(tree):
     return jax.tree.map(lambda a: a[0], tree)
+
+
+# ActNorm/prior log-scales above this mean a standard deviation below 1e-5 over the
+# init batch: far below the quantisation noise of 8-bit data (bin width 1/256), so
+# the dimension was constant and every other input gets log p of about -1e14.
+_DEGENERATE_LOGSCALE = -math.log(1e-5)
+
+
+def _check_not_degenerate(model: Glow, new: Params, num_images: int) -> None:
+    scales = [new[f"scale{i}"] for i in range(model.config.num_scales)]
+    logscales = [scale["steps"]["actnorm"]["logscale"] for scale in scales]
+    if model.config.prior == "diagonal":
+        logscales += [scale["prior"]["logscale"] for scale in scales]
+    count = sum(jnp.sum(s > _DEGENERATE_LOGSCALE) for s in logscales)
+    checks.check(
+        count == 0,
+        f"x_init: {{count}} ActNorm/prior dimensions are constant over the batch of "
+        f"{num_images} images (std < 1e-5), which makes log p of any other input "
+        "about -1e14. Initialise on a few hundred distinct, dequantized training "
+        "images (jaxood.data.dequantize), not on constant or repeated ones.",
+        count=count,
+    )
 
 
 def init(model: Glow, key: PRNGKey, x_init: Array) -> Params:
@@ -325,24 +351,32 @@ def init(model: Glow, key: PRNGKey, x_init: Array) -> Params:
     Args:
         model: the flow.
         key: PRNG key for conv weights and the 1x1 convolutions.
-        x_init: ``(B, H, W, C)`` model-space batch (dequantized training images);
-            a few hundred images give stable statistics. Checked on the host
-            (:func:`jaxood.data.check_model_space`) unless traced.
+        x_init: ``(B, H, W, C)`` model-space batch (dequantized training images),
+            B ≥ 2; a few hundred images give stable statistics. Checked
+            (:mod:`jaxood.checks`): finite, inside model space, and no ActNorm or
+            prior dimension constant over the batch.
 
     Returns:
         The params pytree. ActNorm and prior statistics are ordinary entries, so a
         restored checkpoint keeps them.
+
+    Raises:
+        InputError: ``x_init`` has NaN, values outside model space, or constant
+            dimensions (one image repeated, constant images).
     """
     _check_model(model)
     _check_images(model, x_init, "x_init")
-    if x_init.ndim != 4:
+    if x_init.ndim != 4 or x_init.shape[0] < 2:
         raise ValueError(
-            f"x_init must be a batch (B, H, W, C), got shape {tuple(x_init.shape)}: "
-            "the data-dependent init takes statistics over many images."
+            f"x_init must be a batch (B, H, W, C) with B ≥ 2, got shape "
+            f"{tuple(x_init.shape)}: the data-dependent init of ActNorm and the "
+            "prior takes per-dimension statistics over many images (use a few "
+            "hundred)."
         )
-    if not isinstance(x_init, jax.core.Tracer):
-        check_model_space(x_init, model.config.image_shape)
-    return _data_init(model, model.random_params(key), jnp.asarray(x_init))
+    checks.model_space(x_init, "x_init")
+    params = _data_init(model, model.random_params(key), x_init)
+    _check_not_degenerate(model, params, x_init.shape[0])
+    return params
 
 
 # Jitted once per model: op by op, every op compiles separately, and the data init of
@@ -351,25 +385,7 @@ def init(model: Glow, key: PRNGKey, x_init: Array) -> Params:
 _data_init = jax.jit(Glow.data_init, static_argnums=0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def log_prob(model: Glow, params: Params, x: Array) -> LogProb:
-    """log p(x) in nats, its per-scale parts lp_i, and the standardised latents.
-
-    Jitted with ``model`` static; composes with ``jit``, ``vmap``, ``grad`` and
-    ``jvp``. Only the shape and dtype of ``x`` are checked (at trace time): check
-    values once at the data boundary with :func:`jaxood.data.check_model_space`.
-
-    Args:
-        model: the flow.
-        params: from :func:`init` or training.
-        x: ``(B, H, W, C)`` float in model space ``[-0.5, 0.5]``, or one image
-            ``(H, W, C)`` (then the outputs have no batch axis, so
-            ``jax.vmap(lambda x: log_prob(model, params, x).total)`` works).
-
-    Returns:
-        ``LogProb(total (B,), per_scale (B, L), latents)``; ``per_scale`` sums to
-        ``total``. For bits/dim: ``jaxood.data.bits_per_dim(-total, D)``.
-    """
+def _log_prob(model: Glow, params: Params, x: Array) -> LogProb:
     _check_model(model)
     _check_images(model, x, "x")
     if x.ndim == 3:
@@ -377,13 +393,45 @@ def log_prob(model: Glow, params: Params, x: Array) -> LogProb:
     return model.forward(params, x)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+_log_prob_jit = jax.jit(_log_prob, static_argnums=0)
+
+
+def log_prob(model: Glow, params: Params, x: Array) -> LogProb:
+    """log p(x) in nats, its per-scale parts lp_i, and the standardised latents.
+
+    Jitted with ``model`` static; composes with ``jit``, ``vmap``, ``grad`` and
+    ``jvp``. Shape and dtype are checked at trace time; values (finite, inside
+    model space) by :mod:`jaxood.checks`: a plain call raises ``InputError`` (one
+    error flag copied to the host), inside your own ``jit`` the check is active
+    when you wrap it with ``jaxood.checks.checked`` or ``checkify.checkify``.
+
+    Args:
+        model: the flow.
+        params: from :func:`init` or training.
+        x: ``(B, H, W, C)`` float32 in model space ``[-0.5, 0.5]``, or one image
+            ``(H, W, C)`` (then the outputs have no batch axis, so
+            ``jax.vmap(lambda x: log_prob(model, params, x).total)`` works).
+
+    Returns:
+        ``LogProb(total (B,), per_scale (B, L), latents)``; ``per_scale`` sums to
+        ``total``. For bits/dim: ``jaxood.data.bits_per_dim(-total, D)``.
+    """
+    # Static checks before tracing too: the error then carries no JAX trace note.
+    _check_model(model)
+    _check_images(model, x, "x")
+    # On concrete x: read on the host now. Traced (a caller's jit, vmap, grad):
+    # a checkify check in the caller's program, free unless it is checkified.
+    checks.model_space(x, "x")
+    return _log_prob_jit(model, params, x)
+
+
 def encode(model: Glow, params: Params, x: Array) -> tuple[Array, ...]:
     """The standardised per-scale latents u_i (N(0, I) under the model).
 
     Args:
         model, params: the flow.
-        x: ``(B, H, W, C)`` model-space batch or one image ``(H, W, C)``.
+        x: ``(B, H, W, C)`` model-space batch or one image ``(H, W, C)``; checked
+            as in :func:`log_prob`.
 
     Returns:
         One array per scale, ``(B, *s)`` for ``s`` in ``model.latent_shapes``
@@ -407,18 +455,7 @@ def latents_to_image(latents: tuple[Array, ...]) -> Array:
     return h
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def decode(model: Glow, params: Params, latents: tuple[Array, ...]) -> Array:
-    """Inverse of :func:`encode`: per-scale latents -> model-space images.
-
-    Args:
-        model, params: the flow.
-        latents: one array per scale, ``(B, *s)`` for ``s`` in
-            ``model.latent_shapes``, or all without the batch axis.
-
-    Returns:
-        ``(B, H, W, C)`` model-space images (``(H, W, C)`` for unbatched latents).
-    """
+def _decode(model: Glow, params: Params, latents: tuple[Array, ...]) -> Array:
     _check_model(model)
     latents = tuple(latents)
     shapes = model.latent_shapes
@@ -436,24 +473,69 @@ def decode(model: Glow, params: Params, latents: tuple[Array, ...]) -> Array:
             f"decode expects {len(shapes)} latents of shapes (B, *s) for s in "
             f"{shapes} (or s alone for one example), got {got}."
         )
-    if not all(jnp.issubdtype(u.dtype, jnp.floating) for u in latents):
-        raise TypeError(
-            f"latents must be floating point, got {[u.dtype for u in latents]}."
-        )
+    for i, u in enumerate(latents):
+        checks.float_array(u, f"latents[{i}]")
+    if batched and got[0][0] == 0:
+        raise ValueError(f"latents are an empty batch (shapes {got}).")
     if single:
         return model.inverse(params, tuple(u[None] for u in latents))[0]
     return model.inverse(params, latents)
 
 
+_decode_jit = jax.jit(_decode, static_argnums=0)
+
+
+def decode(model: Glow, params: Params, latents: tuple[Array, ...]) -> Array:
+    """Inverse of :func:`encode`: per-scale latents -> model-space images.
+
+    Jitted with ``model`` static; latents must be finite (checked as the images of
+    :func:`log_prob` are).
+
+    Args:
+        model, params: the flow.
+        latents: one array per scale, ``(B, *s)`` for ``s`` in
+            ``model.latent_shapes``, or all without the batch axis.
+
+    Returns:
+        ``(B, H, W, C)`` model-space images (``(H, W, C)`` for unbatched latents).
+    """
+    latents = tuple(latents)
+    for i, u in enumerate(latents):
+        if hasattr(u, "dtype"):  # others are refused by _decode
+            checks.finite(u, f"latents[{i}]", "Decode latents from encode or sample.")
+    return _decode_jit(model, params, latents)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def sample(
-    model: Glow, params: Params, key: PRNGKey, num: int, temperature: float = 1.0
+def _sample(
+    model: Glow, params: Params, key: PRNGKey, num: int, temperature: Array
 ) -> Array:
-    """``num`` model-space samples ``(num, H, W, C)`` with latents drawn from
-    N(0, temperature^2 I). Jitted with ``model`` and ``num`` static."""
     keys = jax.random.split(key, model.config.num_scales)
     latents = tuple(
         temperature * jax.random.normal(k, (num, *s))
         for k, s in zip(keys, model.latent_shapes, strict=True)
     )
-    return decode(model, params, latents)
+    return _decode(model, params, latents)
+
+
+def sample(
+    model: Glow, params: Params, key: PRNGKey, num: int, temperature: float = 1.0
+) -> Array:
+    """``num`` model-space samples ``(num, H, W, C)`` with latents drawn from
+    N(0, temperature^2 I). Jitted with ``model`` and ``num`` static.
+
+    Args:
+        model, params: the flow.
+        key: PRNG key of the latents.
+        num: number of samples, a positive Python int.
+        temperature: standard deviation of the latents, ≥ 0.
+    """
+    _check_model(model)
+    num = checks.positive_int(num, "num")
+    if not checks.is_traced(temperature):
+        checks.check(
+            jnp.isfinite(temperature) & (jnp.asarray(temperature) >= 0),
+            "temperature must be finite and ≥ 0, got {t}.",
+            t=temperature,
+        )
+    return _sample(model, params, key, num, temperature)

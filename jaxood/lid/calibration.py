@@ -13,7 +13,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxood.lid.estimators import threshold_lid
+from jaxood import checks
+from jaxood.lid.estimators import _singular_values, threshold_lid
 from jaxood.typing import Array
 
 
@@ -37,11 +38,21 @@ def calibrate_log_tau(
     Returns:
         ``(log_tau, mean LID at log_tau)``.
     """
-    s = jnp.asarray(singular_values)
-    if s.ndim != 2:
-        raise ValueError(f"singular_values must be (N, k), got {s.shape}.")
-    if not 0 <= target <= s.shape[-1]:
-        raise ValueError(f"target {target} is outside [0, {s.shape[-1]}].")
+    s = _singular_values(singular_values)  # refuses NaN
+    if s.ndim != 2 or s.shape[0] == 0:
+        raise ValueError(
+            f"singular_values must be (N, k) spectra of N ≥ 1 points, got shape "
+            f"{tuple(s.shape)}."
+        )
+    target = float(target)
+    if not 0 <= target <= s.shape[-1]:  # False for NaN
+        raise ValueError(
+            f"target {target} is outside [0, {s.shape[-1]}]: pass a mean LID, e.g. "
+            "the mean of the model-free lpca(...) estimates."
+        )
+    steps = checks.positive_int(steps, "steps")
+    if not low < high:
+        raise ValueError(f"need low < high (finite), got low={low}, high={high}.")
 
     def mean_lid(log_tau):
         return float(jnp.mean(threshold_lid(s, log_tau)))
@@ -57,6 +68,40 @@ def calibrate_log_tau(
 
 
 @functools.partial(jax.jit, static_argnames=("n_neighbors", "chunk_size"))
+def _lpca(
+    points: Array,
+    reference: Array,
+    *,
+    n_neighbors: int,
+    alpha: float,
+    chunk_size: int,
+) -> Array:
+    sq_norms = jnp.sum(reference**2, axis=-1)
+
+    def one(point):
+        distances = sq_norms - 2.0 * reference @ point
+        _, index = jax.lax.top_k(-distances, n_neighbors)
+        neighbours = reference[index]
+        centred = neighbours - jnp.mean(neighbours, axis=0, keepdims=True)
+        # Eigenvalues of the smaller of the two Gram matrices (they share their
+        # non-zero spectrum): a symmetric eigensolver is several times faster than
+        # a batched SVD on XLA:CPU, and α = 1e-3 sits far above float32's
+        # resolution of λ/λ_max.
+        gram = (
+            centred.T @ centred
+            if centred.shape[1] <= centred.shape[0]
+            else centred @ centred.T
+        )
+        variances = jnp.linalg.eigvalsh(gram)
+        return jnp.sum(variances > alpha * variances[-1])
+
+    n = points.shape[0]
+    padded = -(-n // chunk_size) * chunk_size
+    chunks = jnp.concatenate([points, jnp.repeat(points[-1:], padded - n, axis=0)])
+    chunks = chunks.reshape(-1, chunk_size, points.shape[-1])
+    return jax.lax.map(jax.vmap(one), chunks).reshape(-1)[:n]
+
+
 def lpca(
     points: Array,
     reference: Array,
@@ -83,29 +128,42 @@ def lpca(
 
     Returns:
         ``(N,)`` integer LID estimates.
+
+    Raises:
+        InputError: NaN/inf in ``points`` or ``reference``, or ``alpha`` outside
+            (0, 1) (under ``jit``: through :mod:`jaxood.checks`).
     """
-    reference = jnp.asarray(reference)
-    sq_norms = jnp.sum(reference**2, axis=-1)
-
-    def one(point):
-        distances = sq_norms - 2.0 * reference @ point
-        _, index = jax.lax.top_k(-distances, n_neighbors)
-        neighbours = reference[index]
-        centred = neighbours - jnp.mean(neighbours, axis=0, keepdims=True)
-        # Eigenvalues of the smaller of the two Gram matrices (they share their
-        # non-zero spectrum): a symmetric eigensolver is several times faster than
-        # a batched SVD on XLA:CPU, and α = 1e-3 sits far above float32's
-        # resolution of λ/λ_max.
-        gram = (
-            centred.T @ centred
-            if centred.shape[1] <= centred.shape[0]
-            else centred @ centred.T
+    points, reference = jnp.asarray(points), jnp.asarray(reference)
+    for name, a in (("points", points), ("reference", reference)):
+        if a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.floating):
+            raise ValueError(
+                f"{name} must be a floating-point (num_points, D) array, got shape "
+                f"{tuple(a.shape)} and dtype {a.dtype}; flatten images with "
+                "x.reshape(len(x), -1)."
+            )
+    if points.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"points have D = {points.shape[1]} but reference has D = "
+            f"{reference.shape[1]}: both must be flattened the same way."
         )
-        variances = jnp.linalg.eigvalsh(gram)
-        return jnp.sum(variances > alpha * variances[-1])
-
-    n = points.shape[0]
-    padded = -(-n // chunk_size) * chunk_size
-    chunks = jnp.concatenate([points, jnp.repeat(points[-1:], padded - n, axis=0)])
-    chunks = chunks.reshape(-1, chunk_size, points.shape[-1])
-    return jax.lax.map(jax.vmap(one), chunks).reshape(-1)[:n]
+    if points.shape[0] == 0:
+        raise ValueError("points is empty: pass at least one point.")
+    n_neighbors = checks.positive_int(n_neighbors, "n_neighbors", 2)
+    chunk_size = checks.positive_int(chunk_size, "chunk_size")
+    if reference.shape[0] < n_neighbors:
+        raise ValueError(
+            f"reference has {reference.shape[0]} points, fewer than n_neighbors = "
+            f"{n_neighbors}: lower n_neighbors or pass more reference points."
+        )
+    checks.finite(points, "points")
+    checks.finite(reference, "reference")
+    checks.check(
+        (alpha > 0) & (alpha < 1), "alpha must lie in (0, 1), got {alpha}.", alpha=alpha
+    )
+    return _lpca(
+        points,
+        reference,
+        n_neighbors=n_neighbors,
+        alpha=alpha,
+        chunk_size=chunk_size,
+    )

@@ -10,11 +10,10 @@ Paradox", ICML 2024 (flow LID from the decoder Jacobian); docs/lid.md.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
+from jaxood import checks
 from jaxood.flows.glow import Glow, encode
 from jaxood.lid.spectrum import Spectrum, jacobian_spectrum
 from jaxood.typing import Array, Params
@@ -44,7 +43,33 @@ def flow_decoder(model: Glow, params: Params):
     return decode
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "vectors"))
+def _check_batch(x: Array) -> None:
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(
+            f"x must be a batch (B, H, W, C) of model-space images, got shape "
+            f"{tuple(getattr(x, 'shape', ()))}; add a batch axis with x[None]."
+        )
+
+
+def _flow_spectra(
+    model: Glow, params: Params, x: Array, *, chunk_size: int, vectors: bool
+) -> tuple[Spectrum, Array]:
+    _check_batch(x)
+    # encode checks dtype and shape statically and the values through checks.
+    z0 = flatten_latents(encode(model, params, x))
+    decode = flow_decoder(model, params)
+
+    def one(z):
+        return jacobian_spectrum(decode, z, chunk_size=chunk_size, vectors=vectors)
+
+    spectrum = jax.lax.map(one, z0)
+    return spectrum, z0
+
+
+_STATIC = ("chunk_size", "vectors")
+_flow_spectra_jit = jax.jit(_flow_spectra, static_argnums=0, static_argnames=_STATIC)
+
+
 def flow_spectra(
     model: Glow,
     params: Params,
@@ -55,25 +80,27 @@ def flow_spectra(
 ) -> tuple[Spectrum, Array]:
     """Decoder Jacobian spectra at ``z0 = f⁻¹(x)`` for a batch of model-space images.
 
+    Jitted with ``model``, ``chunk_size`` and ``vectors`` static. ``x`` is checked
+    as in :func:`jaxood.flows.log_prob`: a plain call raises ``InputError`` on NaN
+    or values outside model space; inside your own ``jit`` the check is active
+    under ``jaxood.checks.checked``.
+
     Args:
         model, params: the flow.
-        x: ``(B, H, W, C)`` model-space images.
+        x: ``(B, H, W, C)`` float32 model-space images.
         chunk_size: JVPs per chunk (memory ~ chunk × D per image); clamped to D.
         vectors: also return right singular vectors (for LIDL).
 
     Returns:
         ``(spectrum with a leading batch axis, z0 (B, D))``.
     """
-    if getattr(x, "ndim", None) != 4:
-        raise ValueError(
-            f"x must be a batch (B, H, W, C) of model-space images, got shape "
-            f"{tuple(getattr(x, 'shape', ()))}; add a batch axis with x[None]."
-        )
-    z0 = flatten_latents(encode(model, params, x))  # checks dtype and image shape
-    decode = flow_decoder(model, params)
-
-    def one(z):
-        return jacobian_spectrum(decode, z, chunk_size=chunk_size, vectors=vectors)
-
-    spectrum = jax.lax.map(one, z0)
-    return spectrum, z0
+    chunk_size = checks.positive_int(chunk_size, "chunk_size")
+    _check_batch(x)
+    checks.model_space(x, "x")  # on the host now, or a checkify check if traced
+    return _flow_spectra_jit(
+        model,
+        params,
+        x,
+        chunk_size=chunk_size,
+        vectors=bool(vectors),
+    )

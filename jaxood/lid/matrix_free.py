@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxood import checks
 from jaxood.typing import Array, PRNGKey
 
 
@@ -52,7 +53,43 @@ def _cg(matvec, b, iterations: int):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "num_probes", "cg_iterations"))
+_STATIC = ("fn", "num_probes", "cg_iterations")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _lidl_matrix_free(
+    fn: Callable[[Array], Array],
+    z: Array,
+    deltas: Array,
+    key: PRNGKey,
+    *,
+    num_probes: int,
+    cg_iterations: int,
+) -> MatrixFreeLID:
+    flat = lambda v: jnp.ravel(fn(v.reshape(z.shape)))  # noqa: E731
+    x0, jvp = jax.linearize(flat, z.ravel())
+    vjp = jax.linear_transpose(jvp, z.ravel())
+    num_dims = x0.size
+    jz = jvp(z.ravel())
+    probes = jax.random.rademacher(key, (num_probes, num_dims), dtype=x0.dtype)
+
+    def one_scale(delta):
+        var = jnp.exp(2.0 * delta)
+
+        def matvec(v):
+            return jvp(vjp(v)[0]) + var * v
+
+        solve = lambda b: _cg(matvec, b, cg_iterations)  # noqa: E731
+        mean_part, res_mean = solve(jz)
+        solved, res_probes = jax.vmap(solve)(probes)
+        trace = jnp.mean(jnp.sum(probes * solved, axis=-1))
+        lid = num_dims + var * (-trace + jnp.sum(mean_part**2))
+        return lid, jnp.maximum(res_mean, jnp.max(res_probes))
+
+    lid, residual = jax.lax.map(one_scale, jnp.asarray(deltas, x0.dtype))
+    return MatrixFreeLID(lid, residual)
+
+
 def lidl_matrix_free(
     fn: Callable[[Array], Array],
     z: Array,
@@ -80,8 +117,8 @@ def lidl_matrix_free(
     Returns:
         :class:`MatrixFreeLID` with the estimates and CG residuals.
     """
-    if num_probes < 1 or cg_iterations < 1:
-        raise ValueError("num_probes and cg_iterations must be positive.")
+    num_probes = checks.positive_int(num_probes, "num_probes")
+    cg_iterations = checks.positive_int(cg_iterations, "cg_iterations")
     z, deltas = jnp.asarray(z), jnp.asarray(deltas)
     if z.size == 0 or not jnp.issubdtype(z.dtype, jnp.floating):
         raise ValueError(
@@ -89,26 +126,17 @@ def lidl_matrix_free(
             f"{tuple(z.shape)} and dtype {z.dtype}."
         )
     if deltas.ndim != 1:
-        raise ValueError(f"deltas must be (S,) log scales, got shape {deltas.shape}.")
-    flat = lambda v: jnp.ravel(fn(v.reshape(z.shape)))  # noqa: E731
-    x0, jvp = jax.linearize(flat, z.ravel())
-    vjp = jax.linear_transpose(jvp, z.ravel())
-    num_dims = x0.size
-    jz = jvp(z.ravel())
-    probes = jax.random.rademacher(key, (num_probes, num_dims), dtype=x0.dtype)
-
-    def one_scale(delta):
-        var = jnp.exp(2.0 * delta)
-
-        def matvec(v):
-            return jvp(vjp(v)[0]) + var * v
-
-        solve = lambda b: _cg(matvec, b, cg_iterations)  # noqa: E731
-        mean_part, res_mean = solve(jz)
-        solved, res_probes = jax.vmap(solve)(probes)
-        trace = jnp.mean(jnp.sum(probes * solved, axis=-1))
-        lid = num_dims + var * (-trace + jnp.sum(mean_part**2))
-        return lid, jnp.maximum(res_mean, jnp.max(res_probes))
-
-    lid, residual = jax.lax.map(one_scale, jnp.asarray(deltas, x0.dtype))
-    return MatrixFreeLID(lid, residual)
+        raise ValueError(
+            f"deltas must be a (S,) array of log scales δ, got shape "
+            f"{tuple(deltas.shape)}; wrap one δ as jnp.array([delta])."
+        )
+    checks.finite(z, "z", "The decoder cannot be linearised there.")
+    checks.finite(deltas, "deltas")
+    return _lidl_matrix_free(
+        z=z,
+        deltas=deltas,
+        key=key,
+        fn=fn,
+        num_probes=num_probes,
+        cg_iterations=cg_iterations,
+    )

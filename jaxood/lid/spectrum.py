@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxood import checks
 from jaxood.typing import Array
 
 
@@ -54,10 +55,7 @@ def _check_latent(z: Array) -> None:
             f"z must be a non-empty floating-point latent point, got shape "
             f"{tuple(z.shape)} and dtype {z.dtype}."
         )
-    if not isinstance(z, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(z))):
-        raise ValueError(
-            "z contains NaN or inf: the decoder cannot be linearised there."
-        )
+    checks.finite(z, "z", "The decoder cannot be linearised there.")
 
 
 def jacobian(fn: Callable[[Array], Array], z: Array, *, chunk_size: int = 128) -> Array:
@@ -108,11 +106,14 @@ def jacobian_spectrum(
     Returns:
         A :class:`Spectrum`.
     """
+    if expected_dim is not None:
+        expected_dim = checks.positive_int(expected_dim, "expected_dim")
     j = jacobian(fn, z, chunk_size=chunk_size)
     if expected_dim is not None and j.shape[0] != expected_dim:
         raise ValueError(
-            f"The decoder returns {j.shape[0]} values, expected {expected_dim}: "
-            "check that fn maps a latent to one image."
+            f"expected_dim is {expected_dim} but fn returns {j.shape[0]} values at "
+            f"z of shape {tuple(jnp.shape(z))}: fn must map one latent point to one "
+            "image (vmap over a batch of z instead of passing it whole)."
         )
     if vectors:
         _, s, vt = jnp.linalg.svd(j, full_matrices=False)
