@@ -36,6 +36,7 @@ SOURCES = {  # the run directory is the first part of the file's path
 SETS = ("mnist_5k", "fashion_mnist", "animal_mnist", "uniform_noise", "constant",
         "fashion_mnist_vflip", "fashion_mnist_inverted")  # fmt: skip
 REFERENCES = json.loads((ROOT / "experiments" / "references.json").read_text())
+PCT = ("auroc", "aupr", "fpr80")  # the VAE cells, in %
 KLODS_GOAL = 0.99  # KLODS-R, groups of 5, FMNIST→MNIST-5k
 HEADLINE = {
     "likelihood": "Glow −log p(x)",
@@ -64,15 +65,9 @@ def interval(m: dict) -> str:
 
 def group_rows(groups: dict, detectors, sets) -> list[list]:
     """Rows ``detector | M | mean ± std`` per set of the group AUROCs."""
-    return [
-        [d, m]
-        + [
-            f"{g['auroc'][d][s]['mean']:.3f} ± {g['auroc'][d][s]['std']:.3f}"
-            for s in sets
-        ]
-        for d in detectors
-        for m, g in groups.items()
-    ]
+    cell = "{mean:.3f} ± {std:.3f}"
+    return [[d, m] + [cell.format(**g["auroc"][d][s]) for s in sets]
+            for d in detectors for m, g in groups.items()]  # fmt: skip
 
 
 def _join(*parts: str) -> str:
@@ -174,16 +169,13 @@ def lid_block(r: dict, command: str, file: str) -> str:
     )
 
 
-def _pct(m: dict) -> str:
-    return f"{100 * m['auroc']:.1f} / {100 * m['aupr']:.1f} / {100 * m['fpr80']:.1f}"
-
-
 def vae_block(r: dict, command: str, file: str) -> str:
     """Every pair × model × detector, the anchors, the scaling ablation."""
     kinds = [k for k in ("vanilla", "lipschitz", "hyperspherical") if k in r["models"]]
     detectors = ("iwae", "typicality", "hole", "regret")
     table = [
-        [p, k] + [_pct(per[k][d]) for d in detectors]
+        [p, k]
+        + [" / ".join(f"{100 * per[k][d][x]:.1f}" for x in PCT) for d in detectors]
         for p, per in r["pairs"].items()
         for k in kinds
     ]
@@ -264,18 +256,22 @@ def headline(glow: dict, vae: dict, mnist: dict) -> str:
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
-    """README path -> block name -> generated text."""
-    r = {n: json.loads((results_dir / f"{n}.json").read_text()) for n in SOURCES}
-    render = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block}
-    return {
-        "experiments/README.md": {
-            n: render.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
-            for n in SOURCES
-        },
-        "README.md": {
-            "headline": headline(r["glow_fmnist"], r["vae_ood"], r["glow_mnist_5k"])
-        },
+    """README path -> block name -> generated text, for the results files present
+    (a README may hold only the blocks whose results file is committed)."""
+    r = {
+        n: json.loads((results_dir / f"{n}.json").read_text())
+        for n in SOURCES
+        if (results_dir / f"{n}.json").is_file()
     }
+    render = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block}
+    out = {"experiments/README.md": {}, "README.md": {}}
+    for n in r:
+        block = render.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
+        out["experiments/README.md"][n] = block
+    if {"glow_fmnist", "vae_ood", "glow_mnist_5k"} <= set(r):
+        glow, vae, mnist = r["glow_fmnist"], r["vae_ood"], r["glow_mnist_5k"]
+        out["README.md"]["headline"] = headline(glow, vae, mnist)
+    return out
 
 
 def replace_blocks(text: str, new: dict[str, str]) -> str:
@@ -308,7 +304,11 @@ def main(argv=None) -> None:
     if args.collect:
         print("collected:", collect(Path(args.collect)) or "nothing")
     for path, new in blocks().items():
-        (ROOT / path).write_text(replace_blocks((ROOT / path).read_text(), new))
+        text = (ROOT / path).read_text()
+        for name in [n for n in new if f"<!-- generated:{n} -->" not in text]:
+            print(f"{path} has no block {name}: add its markers to publish it.")
+            del new[name]
+        (ROOT / path).write_text(replace_blocks(text, new))
         print(f"wrote {ROOT / path}")
 
 
