@@ -45,6 +45,7 @@ def model_and_params():
     return model, params, images
 
 
+@pytest.mark.slow
 def test_outlier_loss_with_zero_weight_is_the_nll(model_and_params):
     model, params, images = model_and_params
     key = jax.random.key(4)
@@ -58,6 +59,7 @@ def test_outlier_loss_with_zero_weight_is_the_nll(model_and_params):
     assert jnp.isfinite(plain)
 
 
+@pytest.mark.slow
 def test_outlier_loss_pushes_outlier_likelihood_below_general(model_and_params):
     """The outlier term's gradient lowers log p_in on outliers (general frozen)."""
     model, params, images = model_and_params

@@ -102,6 +102,7 @@ def test_encode_decode_round_trip(trained_like):
     )
 
 
+@pytest.mark.slow
 def test_zero_couplings_and_identity_actnorm_give_closed_form(key):
     """Additive couplings at init are the identity and every other step is a
     rotation or permutation, so the flow density is exactly N(x; 0, I); affine
@@ -154,6 +155,7 @@ def test_sample_and_temperature(key):
     assert samples.shape == (4, 8, 8, 1) and bool(jnp.all(jnp.isfinite(samples)))
 
 
+@pytest.mark.slow
 def test_composes_with_vmap_and_jvp(key):
     model = flows.Glow(flows.GlowConfig(**SMALL))
     x = _batch(key, n=4)
@@ -213,6 +215,7 @@ def test_bits_per_dim_of_real_images(key, data_dir):
     assert 5.0 < float(jnp.mean(bpd)) < 9.0
 
 
+@pytest.mark.slow
 def test_rematerialised_couplings_give_the_same_gradient(key):
     x = _batch(key, n=4)
     plain = flows.Glow(flows.GlowConfig(**SMALL))

@@ -137,6 +137,7 @@ def test_bad_input():
         )
 
 
+@pytest.mark.slow
 def test_flow_spectra_match_the_decoder_jacobian(key):
     from jaxood import flows
 

@@ -37,6 +37,7 @@ def _sk_fpr(s_in, s_out, q, positive="ood"):
     return fpr[np.argmax(tpr >= q)]
 
 
+@pytest.mark.slow
 def test_metrics_equal_sklearn_on_1000_random_cases():
     rng = np.random.default_rng(1234)
     for _ in range(NUM_CASES):

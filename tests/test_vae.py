@@ -113,6 +113,7 @@ def test_vmf_samples_lie_on_the_sphere_with_the_right_mean_length(key, m, kappa)
     assert float(mean @ mu / jnp.linalg.norm(mean)) > 0.99
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("m,kappa", [(3, 2.0), (4, 30.0)])
 def test_vmf_kl_matches_monte_carlo_and_the_density_is_normalised(key, m, kappa):
     latent = vae.VMFLatent(m)
@@ -135,6 +136,7 @@ def test_vmf_kl_matches_monte_carlo_and_the_density_is_normalised(key, m, kappa)
     assert float(log_mass) == pytest.approx(0.0, abs=0.05)
 
 
+@pytest.mark.slow
 def test_vmf_sample_is_differentiable_in_mu_and_kappa(key):
     def mean_length(kappa):
         mu = jnp.array([0.0, 1.0, 0.0])
@@ -150,6 +152,7 @@ def test_vmf_sample_is_differentiable_in_mu_and_kappa(key):
     assert 0.4 * float(exact) < float(grad) <= 1.05 * float(exact)
 
 
+@pytest.mark.slow
 def test_simplex_projection(key):
     y = jax.random.normal(key, (50, 17)) * 2.0
     p = project_simplex(y)
@@ -197,6 +200,7 @@ def _lipschitz_ratio(model, params, key, num_pairs=512) -> float:
     return float(jnp.max(jnp.stack(ratios)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["conv", "mlp"])
 def test_lipschitz_bound_holds_before_and_after_training(data_dir, key, architecture):
     # A small M, so that the unconstrained twin below exceeds it: the test can fail.
@@ -234,6 +238,7 @@ def test_hole_indicator_is_deterministic_for_a_key(trained, key):
     )
 
 
+@pytest.mark.slow
 def test_vae_scores_see_noise_as_anomalous(trained, key, data_dir):
     model, params, images = trained
     x_in = images[:64]
@@ -287,6 +292,7 @@ def test_discrete_likelihoods_are_normalised(key, likelihood):
     ],
     ids=["conv32-logistic", "vmf-mlp", "categorical-lipschitz"],
 )
+@pytest.mark.slow
 def test_every_configuration_runs_and_has_finite_gradients(key, config):
     model = vae.VAE(config)
     params = vae.init(model, key)
