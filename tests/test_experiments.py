@@ -99,8 +99,7 @@ def test_report_files_are_written(runs):
     workdir = runs / "glow_fmnist"
     for name in (
         "report.md",
-        "roc.png",
-        "histograms.png",
+        "scores.png",
         "training.png",
         "groups.png",
         "samples_id.png",
