@@ -390,17 +390,12 @@ def test_update_that_overflows_the_params_is_skipped():
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize(("loss", "lr"), [(nan_loss_fn, 0.05), (loss_fn, 1e39)])
 def test_run_of_skipped_steps_stops_with_usable_latest(tmp_path, loss, lr):
+    def fit_until_stopped():
+        run_fit(tmp_path, 50, loss=loss, lr=lr, log_every=1, checkpoint_every=10,
+                eval_fn=None, max_consecutive_skipped=5)  # fmt: skip
+
     with pytest.raises(train.TrainingError, match="5 consecutive training steps"):
-        run_fit(
-            tmp_path,
-            50,
-            loss=loss,
-            lr=lr,
-            log_every=1,
-            checkpoint_every=10,
-            eval_fn=None,
-            max_consecutive_skipped=5,
-        )
+        fit_until_stopped()
     checkpoints = RunCheckpoints(tmp_path / "checkpoints")
     assert checkpoints.latest_step() == 5
     restored = checkpoints.restore_latest(state_template())
@@ -412,16 +407,7 @@ def test_run_of_skipped_steps_stops_with_usable_latest(tmp_path, loss, lr):
         assert all(r["loss"] is None for r in records)
     # The streak is saved with the checkpoint: resuming stops at the next step.
     with pytest.raises(train.TrainingError, match="6 consecutive"):
-        run_fit(
-            tmp_path,
-            50,
-            loss=loss,
-            lr=lr,
-            log_every=1,
-            checkpoint_every=10,
-            eval_fn=None,
-            max_consecutive_skipped=5,
-        )
+        fit_until_stopped()
     assert_clean(tmp_path)
 
 
