@@ -1,33 +1,34 @@
-"""Flow LID speed: jaxood vs the layer6 PyTorch path, matrix-free vs exact, δ sweeps,
-lPCA vs scikit-dimension; same run, same CPU.
+"""Flow LID speed: jaxood vs the layer6 PyTorch path, SLQ vs exact sweeps, lPCA vs
+scikit-dimension; same run, same CPU.
 
     JAXOOD_DATA_DIR=$PWD/data PYTHONPATH=. .venv/bin/python -m benchmarks.lid_speed \\
-        --torch-python .venv-bench/bin/python
+        --torch-python .venv-bench/bin/python [--only slq]
 
-(``make bench`` runs it so; ``--quick`` runs every part at tiny sizes as a smoke
-check and writes nothing.) Four measurements, each against its goal:
+(``make bench`` runs it all; ``--only slq`` or ``--only lpca`` re-measures one part
+and merges it into the existing results; ``--quick`` runs every part at tiny sizes as
+a smoke check and writes nothing.) Three measurements, each against its goal:
 
 1. Exact flow LID per image, D = 1024 (32×32×1 Glow, L=3, K=8, hidden 64): jaxood's
    ``jax.linearize`` + chunked vmapped JVPs + SVD vs ``torch.func.jacfwd`` of
    normflows' Glow decoder + ``eigh(JᵀJ)`` (``benchmarks/normflows_lid.py``), random
    init on both sides. Goal: jaxood ≥ 2× faster.
-2. ``lidl_matrix_free`` (Hutchinson + CG) vs exact LIDL (``jacobian_spectrum`` with
-   vectors + ``lidl``) at one δ, D = 784 (28×28×1, L=2) and D = 3072 (32×32×3, L=3),
-   over a grid of probes × CG iterations: time per image, error of the mean LID, CG
-   residual. Goal: ≥ 20× faster with the mean within 2 %.
-3. A 50-scale δ sweep vs one δ: exact (one SVD serves every δ; goal ≤ 1.2× the time)
-   and matrix-free (for information: its cost grows with the number of δ).
-4. ``jaxood.lid.lpca`` vs ``skdim.id.lPCA(ver="FO")`` (``benchmarks/skdim_lpca.py``)
+2. Two-sided stochastic Lanczos quadrature (``lid.flow_slq``) against the exact
+   spectrum, both sweeping 50 thresholds ℓ = log τ in linspace(-10, 5) and 50 LIDL
+   scales δ in linspace(-8, 2): on the TRAINED shipped Fashion-MNIST Glow (D = 1024,
+   test images) and on a random-init 32×32×3 Glow (D = 3072). Time per image, error of
+   the mean LID at a typical τ/δ (where the exact mean LID is D/6, as at the trained
+   flow's calibrated τ) and its worst over the grid, per-image error, and how often
+   the error indicator covers the true error. Goals: ≥ 5× faster at D = 1024 and
+   ≥ 20× at D = 3072 with the mean within 2 %.
+3. ``jaxood.lid.lpca`` vs ``skdim.id.lPCA(ver="FO")`` (``benchmarks/skdim_lpca.py``)
    on 10,000 Fashion-MNIST training images: time and agreement per point.
 
-The flows are random-init Glows whose zero-initialised coupling output convs are
-redrawn from N(0, 0.02²) (otherwise every coupling is linear and so is the flow),
-then ActNorm/prior-initialised on data: dequantized Fashion-MNIST for D = 784; for
-D = 3072, three zero-padded Fashion-MNIST images as the R, G, B channels (no RGB
-dataset is prepared offline). A trained flow's spectrum is wider and CG converges
-more slowly on it, so the matrix-free numbers here are on the optimistic side.
-Times are medians over images, compilation excluded (reported apart). Writes
-``benchmarks/results/lid_speed.json`` and regenerates ``benchmarks/README.md``.
+The random flows' zero-initialised coupling output convs are redrawn from N(0, 0.02²)
+(otherwise every coupling is linear and so is the flow), then ActNorm/prior-
+initialised on data: for D = 3072, three zero-padded Fashion-MNIST images as the R, G,
+B channels (no RGB dataset is prepared offline). Times are medians over batches,
+compilation excluded (reported apart). Writes ``benchmarks/results/lid_speed.json``
+and regenerates ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -48,36 +49,32 @@ import jaxlib
 import numpy as np
 
 from benchmarks import readme
-from jaxood import data, flows, lid
+from jaxood import checkpoint, data, flows, lid
 
 HERE = Path(__file__).resolve().parent
+SHIPPED = HERE.parent / "experiments" / "checkpoints" / "glow_fmnist"
 PERTURB = 0.02  # std of the redrawn coupling output convs
-DELTA = -2.0  # LIDL scale of part 2: LID ≈ 0.75 D here, neither 0 nor D
-SWEEP = (-10.0, 5.0, 50)  # the reference's LID-curve sweep: linspace(-10, 5, 50)
+LOG_TAUS = np.linspace(-10.0, 5.0, 50)  # the reference's LID-curve sweep
+DELTAS = np.linspace(-8.0, 2.0, 50)  # the LIDL sweep of experiments/lid_pipeline.py
+TYPICAL_FRACTION = 1 / 6  # mean LID / D at the trained flow's calibrated τ
+SPEEDUP_GOALS = {1024: 5.0, 3072: 20.0}
 LPCA = dict(n_neighbors=1000, alpha=1e-3)  # as experiments/lid_pipeline.py
 
 FULL = dict(
     arch=(8, 64),  # K steps per scale, hidden channels
     layer6_images=3,
-    mf_images={784: 5, 3072: 3},
-    mf_grid={
-        784: [(4, 8), (4, 32), (32, 8), (8, 16), (16, 32), (32, 64)],
-        3072: [(4, 8), (8, 16), (16, 32)],
-    },
-    sweep_images=3,
-    sweep_mf=(8, 16),
-    sweep_mf_images=1,
+    slq_images={1024: 16, 3072: 8},
+    slq_batch={1024: 8, 3072: 4},
+    slq_settings={1024: [(4, 40), (8, 80), (4, 120)], 3072: [(4, 40), (8, 80)]},
     lpca_reference=10_000,
     lpca_queries=128,
 )
 QUICK = dict(
     arch=(2, 16),  # a smoke check of the code paths, not of the numbers
     layer6_images=1,
-    mf_images={784: 2, 3072: 1},
-    mf_grid={784: [(2, 2)], 3072: [(2, 2)]},
-    sweep_images=1,
-    sweep_mf=(2, 2),
-    sweep_mf_images=1,
+    slq_images={1024: 2, 3072: 1},
+    slq_batch={1024: 2, 3072: 1},
+    slq_settings={1024: [(2, 4)], 3072: [(2, 4)]},
     lpca_reference=300,
     lpca_queries=8,
 )
@@ -207,155 +204,145 @@ def _subprocess_json(command: list[str]) -> dict:
 def _setup(image_shape, num_scales, arch, count):
     x = _images(image_shape, 256 + count, jax.random.key(2))
     model, params = _flow(image_shape, num_scales, arch, x[:256], jax.random.key(3))
-    return model, params, _latents(model, params, x[256:])
+    return model, params, x[256:]
 
 
-def _exact_lidl(model, deltas):
-    def fn(p, z):
-        decode = lid.flow_decoder(model, p)
-        spectrum = lid.jacobian_spectrum(decode, z, vectors=True)
-        return lid.lidl(spectrum, z, deltas)
+def _trained(count: int):
+    """The shipped Fashion-MNIST Glow of ``make run`` and dequantized test images."""
+    model = flows.Glow(
+        flows.GlowConfig(image_shape=(32, 32, 1), steps_per_scale=8, hidden=64)
+    )
+    params = checkpoint.load_params(
+        str(SHIPPED / "id" / "params"), model.random_params(jax.random.key(0))
+    )
+    images = data.resize(data.load("fashion_mnist", "test")[:count], 32)
+    return model, params, data.to_model_space(images)
 
-    return fn
 
+def _exact_sweep(model):
+    """Exact: spectrum with vectors, then every τ and every δ."""
 
-def _matrix_free(model, deltas, probes: int, iterations: int):
-    def fn(p, z, key):
-        decode = lid.flow_decoder(model, p)
-        out = lid.lidl_matrix_free(
-            decode, z, deltas, key, num_probes=probes, cg_iterations=iterations
+    def fn(p, x):
+        spectrum, z0 = lid.flow_spectra(model, p, x, vectors=True)
+        counts = lid.threshold_lid(spectrum.singular_values, jnp.asarray(LOG_TAUS))
+        smooth = jax.vmap(lid.lidl, in_axes=(0, 0, None))(
+            spectrum, z0, jnp.asarray(DELTAS)
         )
-        return out.lid, out.residual
+        return counts.astype(jnp.float32), smooth
 
     return fn
 
 
-def matrix_free_vs_exact(image_shape, num_scales, arch, count, grid) -> dict:
-    """Exact vs matrix-free LIDL at δ = DELTA over a probes × iterations grid."""
-    model, params, z = _setup(image_shape, num_scales, arch, count)
-    deltas = jnp.array([DELTA])
-    keys = [jax.random.key(100 + i) for i in range(count)]
+def _slq_sweep(model, probes: int, steps: int, batch: int):
+    """Two-sided SLQ: one quadrature per image, then every τ and every δ."""
+
+    def fn(p, x, key):
+        q, _ = lid.flow_slq(
+            model, p, x, key, num_probes=probes, num_steps=steps, batch_size=batch
+        )
+        counts = jax.vmap(lid.threshold_lid_from, in_axes=(0, None))(
+            q, jnp.asarray(LOG_TAUS)
+        )
+        smooth = jax.vmap(lid.lidl_from, in_axes=(0, None))(q, jnp.asarray(DELTAS))
+        return counts, smooth
+
+    return fn
+
+
+def _typical(exact: np.ndarray, grid: np.ndarray, fraction: float) -> int:
+    """Grid index where the exact mean LID is nearest ``fraction`` × D."""
+    return int(np.argmin(np.abs(exact.mean(0) - fraction * exact.max())))
+
+
+def _accuracy(estimate, error, exact, grid, num_dims: int) -> dict:
+    """Errors of an SLQ sweep (images × grid) against the exact one."""
+    k = _typical(exact, grid, TYPICAL_FRACTION)
+    mean_exact, mean_est = exact.mean(0), estimate.mean(0)
+    relative = np.abs(mean_est - mean_exact) / np.maximum(mean_exact, 1e-9)
+    # Relative errors of counts near 0 say nothing: the grid points where the
+    # exact mean LID is at least 1 % of D.
+    meaningful = mean_exact >= 0.01 * num_dims
+    worst = int(np.flatnonzero(meaningful)[np.argmax(relative[meaningful])])
+    per_image = np.abs(estimate - exact) / np.maximum(exact, 1.0)
+    return {
+        "typical": float(grid[k]),
+        "exact_mean_at_typical": float(mean_exact[k]),
+        "error_of_mean_at_typical": float(relative[k]),
+        "per_image_error_at_typical": float(per_image[:, k].mean()),
+        "error_indicator_at_typical": float(error[:, k].mean()),
+        "max_error_of_mean_on_grid": float(relative[worst]),
+        "worst_grid_point": float(grid[worst]),
+        "coverage": float(np.mean(np.abs(estimate - exact) <= error + 1e-3)),
+    }
+
+
+def slq_vs_exact(model, params, x, settings, batch: int) -> dict:
+    """Exact vs SLQ sweeps of 50 τ and 50 δ; times per image, errors, coverage."""
+    num_dims = model.config.num_dims
+    batches = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
+    keys = [jax.random.key(100 + i) for i in range(len(batches))]
     runs, compile_s = {}, {}
-    exact, compile_s["exact"] = _compile(_exact_lidl(model, deltas), (params, z[0]))
-    runs["exact"] = (exact, [(params, v) for v in z])
-    for probes, iterations in grid:
-        name = f"{probes}x{iterations}"
-        fn = _matrix_free(model, deltas, probes, iterations)
-        args = [(params, v, k) for v, k in zip(z, keys, strict=True)]
-        compiled, compile_s[name] = _compile(fn, args[0])
-        runs[name] = (compiled, args)
-    times, outputs = _time(runs)
-    exact_lid = np.array([float(o[0]) for o in outputs["exact"]])
-    exact_s = times["exact"]
+    args = [(params, b) for b in batches]
+    runs["exact"] = (_compile(_exact_sweep(model), args[0]), args)
+    for probes, steps in settings:
+        name = f"{probes}x{steps}"
+        fn = _slq_sweep(model, probes, steps, batch)
+        args = [(params, b, k) for b, k in zip(batches, keys, strict=True)]
+        runs[name] = (_compile(fn, args[0]), args)
+    compile_s = {name: run[0][1] for name, run in runs.items()}
+    times, outputs = _time({name: (run[0][0], run[1]) for name, run in runs.items()})
+    exact_counts = np.concatenate([np.asarray(o[0]) for o in outputs["exact"]])
+    exact_lidl = np.concatenate([np.asarray(o[1]) for o in outputs["exact"]])
+    exact_s = times["exact"] / batch
     rows = []
-    for probes, iterations in grid:
-        name = f"{probes}x{iterations}"
-        estimate = np.array([float(o[0][0]) for o in outputs[name]])
-        residual = np.array([float(o[1][0]) for o in outputs[name]])
-        seconds = times[name]
+    for probes, steps in settings:
+        name = f"{probes}x{steps}"
+        out = outputs[name]
+        seconds = times[name] / batch
+
+        def cat(i, j, out=out):
+            return np.concatenate([np.asarray(o[i][j]) for o in out])
+
         rows.append({
             "num_probes": probes,
-            "cg_iterations": iterations,
+            "num_steps": steps,
             "seconds_per_image": seconds,
             "compile_seconds": compile_s[name],
             "speedup": exact_s / seconds,
-            "mean_lid": float(estimate.mean()),
-            "error_of_mean": float(abs(estimate.mean() - exact_lid.mean())
-                                   / exact_lid.mean()),
-            "mean_abs_error_per_image": float(np.mean(np.abs(estimate - exact_lid)
-                                                      / exact_lid)),
-            "max_cg_residual": float(residual.max()),
-            "median_cg_residual": float(np.median(residual)),
+            "threshold": _accuracy(cat(0, 0), cat(0, 1), exact_counts, LOG_TAUS,
+                                   num_dims),
+            "lidl": _accuracy(cat(1, 0), cat(1, 1), exact_lidl, DELTAS, num_dims),
         })  # fmt: skip
     return {
-        "num_dims": int(z.shape[1]),
-        "image_shape": list(image_shape),
-        "num_scales": num_scales,
-        "images": count,
-        "delta": DELTA,
+        "num_dims": num_dims,
+        "images": len(batches) * batch,
+        "batch": batch,
         "exact": {
             "seconds_per_image": exact_s,
             "compile_seconds": compile_s["exact"],
-            "mean_lid": float(exact_lid.mean()),
-            "lid": exact_lid.tolist(),
+            "method": "flow_spectra(vectors=True) + threshold_lid + lidl",
         },
-        "matrix_free": rows,
-        "goal": {"speedup": 20.0, "error_of_mean": 0.02},
+        "slq": rows,
+        "goal": {"speedup": SPEEDUP_GOALS[num_dims], "error_of_mean": 0.02},
     }
 
 
-def cg_loop_overhead(arch, probes: int = 16, iterations: int = 10) -> dict:
-    """The decoder's JJᵀv for a batch of probes, alone vs inside a ``fori_loop``.
-
-    The CG of ``lidl_matrix_free`` runs in a ``lax.fori_loop``; on XLA:CPU
-    convolutions inside while loops are slower than straight-line code
-    (docs/performance.md). This measures that factor at D = 784.
-    """
-    model, params, z = _setup((28, 28, 1), 2, arch, 1)
-    v0 = jax.random.normal(jax.random.key(5), (probes, z.shape[1]))
-
-    def step(p, z, v, loop: bool):
-        decode = lid.flow_decoder(model, p)
-        flat = lambda u: jnp.ravel(decode(u))  # noqa: E731
-        _, jvp = jax.linearize(flat, z)
-        vjp = jax.linear_transpose(jvp, z)
-        matvec = jax.vmap(lambda u: jvp(vjp(u)[0]))
-        body = lambda _, u: u + 1e-3 * matvec(u)  # noqa: E731
-        if loop:
-            return jax.lax.fori_loop(0, iterations, body, v)
-        for i in range(iterations):
-            v = body(i, v)
-        return v
-
-    args = (params, z[0], v0)
-    seconds, _ = _time({
-        "straight": (_compile(lambda *a: step(*a, False), args)[0], [args] * 3),
-        "loop": (_compile(lambda *a: step(*a, True), args)[0], [args] * 3),
-    })  # fmt: skip
-    return {
-        "probes": probes,
-        "iterations": iterations,
-        "seconds_straight_line": seconds["straight"],
-        "seconds_fori_loop": seconds["loop"],
-        "slowdown": seconds["loop"] / seconds["straight"],
-    }
-
-
-def delta_sweep(arch, count: int, mf: tuple[int, int], mf_count: int) -> dict:
-    """Time of 50 δ vs 1 δ (spectrum included), exact and matrix-free, at D = 784."""
-    model, params, z = _setup((28, 28, 1), 2, arch, max(count, mf_count))
-    one, many = jnp.array([DELTA]), jnp.linspace(*SWEEP)
-    args = [(params, v) for v in z[:count]]
-    exact_s, _ = _time({
-        "exact_1": (_compile(_exact_lidl(model, one), args[0])[0], args),
-        "exact_50": (_compile(_exact_lidl(model, many), args[0])[0], args),
-    })  # fmt: skip
-    key = jax.random.key(7)
-    args = [(params, v, key) for v in z[:mf_count]]
-    mf_s, _ = _time({
-        "mf_1": (_compile(_matrix_free(model, one, *mf), args[0])[0], args),
-        "mf_50": (_compile(_matrix_free(model, many, *mf), args[0])[0], args),
-    })  # fmt: skip
-    return {
-        "num_dims": int(z.shape[1]),
-        "num_deltas": SWEEP[2],
-        "deltas": f"linspace({SWEEP[0]}, {SWEEP[1]}, {SWEEP[2]})",
-        "exact": {
-            "images": count,
-            "seconds_one_delta": exact_s["exact_1"],
-            "seconds_sweep": exact_s["exact_50"],
-            "ratio": exact_s["exact_50"] / exact_s["exact_1"],
-            "goal": 1.2,
-        },
-        "matrix_free": {
-            "images": mf_count,
-            "num_probes": mf[0],
-            "cg_iterations": mf[1],
-            "seconds_one_delta": mf_s["mf_1"],
-            "seconds_sweep": mf_s["mf_50"],
-            "ratio": mf_s["mf_50"] / mf_s["mf_1"],
-        },
-    }
+def slq_part(size: dict, log) -> dict:
+    """Part 2 on the trained D = 1024 Glow and a random-init D = 3072 one."""
+    out = {}
+    log("slq_1024", "2/3 SLQ vs exact, trained Glow, D = 1024")
+    model, params, x = _trained(size["slq_images"][1024])
+    out["1024"] = slq_vs_exact(
+        model, params, x, size["slq_settings"][1024], size["slq_batch"][1024]
+    )
+    out["1024"]["flow"] = "shipped Fashion-MNIST Glow (trained), test images"
+    log("slq_3072", "2/3 SLQ vs exact, random-init Glow, D = 3072")
+    model, params, x = _setup((32, 32, 3), 3, size["arch"], size["slq_images"][3072])
+    out["3072"] = slq_vs_exact(
+        model, params, x, size["slq_settings"][3072], size["slq_batch"][3072]
+    )
+    out["3072"]["flow"] = "random-init Glow (perturbed couplings), RGB of FMNIST"
+    return out
 
 
 # ------------------------------------------------------------------ part 4
@@ -412,6 +399,39 @@ def lpca_vs_skdim(python: str, reference: int, queries: int, threads: int) -> di
 # ------------------------------------------------------------------ main
 
 
+def _rerun_part(args, size: dict) -> None:
+    """Re-measures part ``args.only`` and merges it into the results file."""
+    out = HERE / "results" / "lid_speed.json"
+    result = json.loads(out.read_text())
+    tic = time.perf_counter()
+
+    def log(part: str, message: str) -> None:
+        result["load_average"][part] = os.getloadavg()[0]
+        print(f"[{time.perf_counter() - tic:4.0f} s] {message}")
+
+    threads = os.cpu_count() or 1
+    if args.only == "lpca":
+        log("lpca", "lPCA vs scikit-dimension")
+        result["lpca"] = lpca_vs_skdim(
+            args.torch_python, size["lpca_reference"], size["lpca_queries"], threads
+        )
+    else:
+        # The CG-based parts of earlier versions measured code that is gone.
+        for stale in ("matrix_free", "cg_loop_overhead", "delta_sweep"):
+            result.pop(stale, None)
+        result["load_average"] = {
+            k: v
+            for k, v in result["load_average"].items()
+            if not k.startswith(("matrix_free", "cg_loop", "delta_sweep"))
+        }
+        result["slq"] = slq_part(size, log)
+        result["versions"]["jax"] = jax.__version__
+    print(readme.lid_section(result))
+    if not args.quick:
+        out.write_text(json.dumps(result, indent=2))
+        readme.write()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lid_speed")
     parser.add_argument("--torch-python", default=".venv-bench/bin/python")
@@ -419,23 +439,14 @@ def main(argv=None) -> None:
         "--quick", action="store_true", help="tiny sizes, prints, writes nothing"
     )
     parser.add_argument(
-        "--only-lpca",
-        action="store_true",
-        help="re-measure part 4 only and update it in the existing results",
+        "--only",
+        choices=("slq", "lpca"),
+        help="re-measure one part and merge it into the existing results",
     )
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
-    if args.only_lpca:
-        out = HERE / "results" / "lid_speed.json"
-        result = json.loads(out.read_text())
-        result["lpca"] = lpca_vs_skdim(
-            args.torch_python, size["lpca_reference"], size["lpca_queries"],
-            os.cpu_count() or 1,
-        )  # fmt: skip
-        result["load_average"]["lpca_rerun"] = os.getloadavg()[0]
-        out.write_text(json.dumps(result, indent=2))
-        readme.write()
-        print(readme.lid_section(result))
+    if args.only:
+        _rerun_part(args, size)
         return
     threads = os.cpu_count() or 1
     load_start = os.getloadavg()
@@ -459,7 +470,6 @@ def main(argv=None) -> None:
             "flow": f"Glow K={size['arch'][0]}, hidden {size['arch'][1]}, affine "
             "coupling, LU 1x1 conv",
             "perturb_std": PERTURB,
-            "delta": DELTA,
             "jacobian_chunk_size": 128,
             "threads": threads,
         },
@@ -468,19 +478,7 @@ def main(argv=None) -> None:
     result["exact_vs_layer6"] = exact_vs_layer6(
         args.torch_python, size["arch"], size["layer6_images"], threads
     )
-    result["matrix_free"] = {}
-    for shape, scales in (((28, 28, 1), 2), ((32, 32, 3), 3)):
-        d = int(np.prod(shape))
-        log(f"matrix_free_{d}", f"2/4 matrix-free vs exact LIDL, D = {d}")
-        result["matrix_free"][str(d)] = matrix_free_vs_exact(
-            shape, scales, size["arch"], size["mf_images"][d], size["mf_grid"][d]
-        )
-    log("cg_loop_overhead", "2/4 CG loop overhead")
-    result["cg_loop_overhead"] = cg_loop_overhead(size["arch"])
-    log("delta_sweep", "3/4 δ sweep")
-    result["delta_sweep"] = delta_sweep(
-        size["arch"], size["sweep_images"], size["sweep_mf"], size["sweep_mf_images"]
-    )
+    result["slq"] = slq_part(size, log)
     log("lpca", "4/4 lPCA vs scikit-dimension")
     result["lpca"] = lpca_vs_skdim(
         args.torch_python, size["lpca_reference"], size["lpca_queries"], threads

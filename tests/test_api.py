@@ -226,7 +226,7 @@ def test_jacobian_spectrum_default_chunk_fits_small_latents(key):
         lid.lidl(full, jnp.ones(3), jnp.zeros(2))
 
 
-def test_lidl_matrix_free_is_jitted_and_matches_op_by_op(key):
+def test_slq_is_jitted_and_matches_op_by_op(key):
     d = 12
     w = jax.random.normal(key, (d, d)) / jnp.sqrt(d)
     calls = []
@@ -235,16 +235,18 @@ def test_lidl_matrix_free_is_jitted_and_matches_op_by_op(key):
         calls.append(1)
         return jnp.tanh(w @ z)
 
-    z, deltas = 0.3 * jnp.ones(d), jnp.array([-1.0, 0.0])
-    first = lid.lidl_matrix_free(fn, z, deltas, key, num_probes=4, cg_iterations=8)
+    z = 0.3 * jnp.ones(d)
+    first = lid.slq(fn, z, key, num_probes=4, num_steps=6)
     traced = len(calls)
-    again = lid.lidl_matrix_free(fn, z, deltas, key, num_probes=4, cg_iterations=8)
+    again = lid.slq(fn, z, key, num_probes=4, num_steps=6)
     assert len(calls) == traced  # compiled once, not re-run op by op
-    np.testing.assert_array_equal(first.lid, again.lid)
+    np.testing.assert_array_equal(first.gram.nodes, again.gram.nodes)
     with jax.disable_jit():
-        slow = lid.lidl_matrix_free(fn, z, deltas, key, num_probes=4, cg_iterations=8)
-    np.testing.assert_allclose(first.lid, slow.lid, rtol=1e-4)
-    np.testing.assert_allclose(first.residual, slow.residual, rtol=1e-3, atol=1e-6)
+        slow = lid.slq(fn, z, key, num_probes=4, num_steps=6)
+    np.testing.assert_allclose(first.gram.nodes, slow.gram.nodes, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        first.gram.weights, slow.gram.weights, rtol=1e-3, atol=1e-4
+    )
 
 
 @pytest.mark.slow  # op-by-op reference: tens of seconds

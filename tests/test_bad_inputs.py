@@ -197,9 +197,9 @@ CASES = [
     Case("lid.jacobian_spectrum/expected_dim", lambda c: (
         lambda z: lid.jacobian_spectrum(jnp.sin, z, expected_dim=4).singular_values,
         (jnp.ones(3),)), ValueError, r"^expected_dim is 4 but fn returns 3 values"),
-    Case("lid.lidl_matrix_free/NaN z", lambda c: (
-        lambda z: lid.lidl_matrix_free(jnp.sin, z, jnp.zeros(2), jax.random.key(0),
-                                       num_probes=2, cg_iterations=2).lid,
+    Case("lid.slq/NaN z", lambda c: (
+        lambda z: lid.slq(jnp.sin, z, jax.random.key(0), num_probes=2,
+                          num_steps=2).gram.nodes,
         (jnp.array([NAN, 1.0]),)), InputError, r"^z contains 1 NaN"),
     Case("lid.vae_decoder_spectra/NaN", lambda c: (
         lambda x: lid.vae_decoder_spectra(VAE, c.vae_params, x).singular_values,

@@ -1,4 +1,4 @@
-"""LID from Jacobian spectra: exact cases, JVP Jacobians, the matrix-free estimate."""
+"""LID from Jacobian spectra: exact cases, JVP Jacobians, calibration, lPCA."""
 
 import jax
 import jax.numpy as jnp
@@ -90,25 +90,6 @@ def test_vmap_over_images(linear_decoder):
         lambda z: lid.jacobian_spectrum(fn, z, chunk_size=4).singular_values
     )(zs)
     np.testing.assert_allclose(values, jnp.tile(s[::-1], (3, 1)), rtol=1e-4)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matrix_free_lidl_within_two_percent_of_exact(seed):
-    d = 256
-    k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
-    s = jnp.exp(jnp.linspace(-4.0, 2.0, d))
-    w = _orthogonal(k1, d) @ jnp.diag(s) @ _orthogonal(k2, d).T
-    fn = lambda z: jnp.tanh(w @ z) + 0.1 * (w @ z)  # noqa: E731
-    z = 0.3 * jax.random.normal(k3, (d,))
-    deltas = jnp.array([-2.0, -1.0, 0.0])
-    exact = lid.lidl(
-        lid.jacobian_spectrum(fn, z, chunk_size=64, vectors=True), z, deltas
-    )
-    estimate = lid.lidl_matrix_free(fn, z, deltas, k4, num_probes=64, cg_iterations=128)
-    np.testing.assert_allclose(estimate.lid, exact, rtol=0.02)
-    # CG converges fast at large scales, slowly as σ² shrinks (reported, not hidden).
-    assert bool(jnp.all(jnp.isfinite(estimate.residual)))
-    assert float(estimate.residual[-1]) < 1e-3
 
 
 def test_bad_input():

@@ -5,26 +5,45 @@ from jaxood.lid.estimators import lidl, threshold_lid
 from jaxood.lid.flow import (
     flatten_latents,
     flow_decoder,
+    flow_encoder,
+    flow_slq,
     flow_spectra,
     unflatten_latents,
 )
-from jaxood.lid.matrix_free import MatrixFreeLID, lidl_matrix_free
+from jaxood.lid.quadrature import (
+    Quadrature,
+    SLQEstimate,
+    SpectralQuadrature,
+    lidl_from,
+    slq,
+    slq_lidl,
+    slq_threshold_lid,
+    threshold_lid_from,
+)
 from jaxood.lid.spectrum import Spectrum, jacobian, jacobian_spectrum
 from jaxood.lid.vae import vae_decoder_spectra
 
 __all__ = [
-    "MatrixFreeLID",
+    "Quadrature",
+    "SLQEstimate",
+    "SpectralQuadrature",
     "Spectrum",
     "calibrate_log_tau",
     "flatten_latents",
     "flow_decoder",
+    "flow_encoder",
+    "flow_slq",
     "flow_spectra",
     "jacobian",
     "jacobian_spectrum",
     "lidl",
-    "lidl_matrix_free",
+    "lidl_from",
     "lpca",
+    "slq",
+    "slq_lidl",
+    "slq_threshold_lid",
     "threshold_lid",
+    "threshold_lid_from",
     "unflatten_latents",
     "vae_decoder_spectra",
 ]

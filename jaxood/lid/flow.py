@@ -10,13 +10,16 @@ Paradox", ICML 2024 (flow LID from the decoder Jacobian); docs/lid.md.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from jaxood import checks
 from jaxood.flows.glow import Glow, encode
+from jaxood.lid.quadrature import SpectralQuadrature, _slq
 from jaxood.lid.spectrum import Spectrum, jacobian_spectrum
-from jaxood.typing import Array, Params
+from jaxood.typing import Array, Params, PRNGKey
 
 
 def flatten_latents(latents: tuple[Array, ...]) -> Array:
@@ -103,4 +106,88 @@ def flow_spectra(
         x,
         chunk_size=chunk_size,
         vectors=bool(vectors),
+    )
+
+
+def flow_encoder(model: Glow, params: Params):
+    """``x (H, W, C) -> z (D,)``: the encoder, inverse of :func:`flow_decoder`."""
+
+    def encode_one(x: Array) -> Array:
+        return flatten_latents(model.forward(params, x[None]).latents)[0]
+
+    return encode_one
+
+
+_SLQ_STATIC = ("num_probes", "num_steps", "unroll", "batch_size")
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=_SLQ_STATIC)
+def _flow_slq(model, params, x, key, *, num_probes, num_steps, unroll, batch_size):
+    z0 = flatten_latents(model.forward(params, x).latents)
+    decode, encode_one = flow_decoder(model, params), flow_encoder(model, params)
+
+    def one(args):
+        z, k = args
+        return _slq(
+            decode,
+            z,
+            k,
+            inverse_fn=encode_one,
+            num_probes=num_probes,
+            num_steps=num_steps,
+            reorthogonalize=True,
+            unroll=unroll,
+        )
+
+    keys = jax.random.split(key, x.shape[0])
+    return jax.lax.map(one, (z0, keys), batch_size=batch_size), z0
+
+
+def flow_slq(
+    model: Glow,
+    params: Params,
+    x: Array,
+    key: PRNGKey,
+    *,
+    num_probes: int = 8,
+    num_steps: int = 40,
+    unroll: int | bool = 1,
+    batch_size: int = 8,
+) -> tuple[SpectralQuadrature, Array]:
+    """Two-sided stochastic Lanczos quadratures of a flow's decoder at z0 = f⁻¹(x).
+
+    Runs on ``JᵀJ`` (decoder JVP/VJP) and on ``(JᵀJ)⁻¹`` (encoder JVP/VJP at x),
+    so :func:`jaxood.lid.threshold_lid_from` and :func:`jaxood.lid.lidl_from`
+    resolve both ends of the spectrum. Jitted with the model and counts static;
+    ``x`` is checked as in :func:`flow_spectra`.
+
+    Args:
+        model, params: the flow.
+        x: ``(B, H, W, C)`` float32 model-space images.
+        key: PRNG key (split per image).
+        num_probes, num_steps, unroll: as :func:`jaxood.lid.slq`.
+        batch_size: images vmapped together (memory ~ batch × probes × steps × D).
+
+    Returns:
+        ``(quadrature with a leading batch axis, z0 (B, D))``.
+    """
+    num_probes = checks.positive_int(num_probes, "num_probes")
+    num_steps = checks.positive_int(num_steps, "num_steps")
+    batch_size = checks.positive_int(batch_size, "batch_size")
+    _check_batch(x)
+    if num_steps > model.config.num_dims:
+        raise ValueError(
+            f"num_steps {num_steps} exceeds D = {model.config.num_dims}: pass "
+            f"num_steps ≤ {model.config.num_dims}."
+        )
+    checks.model_space(x, "x")
+    return _flow_slq(
+        model,
+        params,
+        x,
+        key,
+        num_probes=num_probes,
+        num_steps=num_steps,
+        unroll=unroll,
+        batch_size=min(batch_size, x.shape[0]),
     )
