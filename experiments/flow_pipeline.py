@@ -114,14 +114,18 @@ def _stage(
     stage,
     model,
     sets,
-    init_params,
+    init_fn,
     loss_fn,
     batch_fn,
     steps,
     select="best",
     weight_decay=None,
 ):
-    """Trains (resuming) or restores one stage; returns its params."""
+    """Trains (resuming) or restores one stage; returns its params.
+
+    ``init_fn()`` gives the starting params; it runs only when the stage trains
+    (a data-dependent init is a pass over images that a restore does not need).
+    """
     tc = config.train
     val_images = sets["general_val" if stage == "general" else "id_val"]
     evaluate = _validation(model, val_images[: tc.eval_images])
@@ -137,7 +141,7 @@ def _stage(
         key = jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage))
         params, summary = run_dir.fit(
             workdir / stage,
-            init_params,
+            init_fn(),
             loss_fn,
             optimizer,
             batch_fn,
@@ -149,26 +153,14 @@ def _stage(
         )
         return params, summary | evaluate(params)
 
+    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
     return run_dir.train_or_restore(
         workdir / stage,
         fingerprint(config, stage),
-        init_params,
+        template,
         train_fn,
         sources=[config.checkpoints],
     )
-
-
-def _is_available(config, workdir: Path, stage: str) -> bool:
-    """A baseline stage finished here or restorable from ``config.checkpoints``."""
-    fp = fingerprint(config, stage)
-    done = (workdir / stage / "final_params").is_dir()
-    return (done and run_dir.as_json(fp) == _read(workdir / stage / "config.json")) or (
-        run_dir.find_source([config.checkpoints], stage, fp) is not None
-    )
-
-
-def _read(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def train_all(config, workdir: Path, sets) -> dict:
@@ -183,9 +175,7 @@ def train_all(config, workdir: Path, sets) -> dict:
         ]
 
     general_images, id_images = sets["general_train"], sets["id_train"]
-    init_images = data.dequantize(
-        jax.random.key(seed), general_images[: config.train.init_images]
-    )
+    init_images = general_images[: config.train.init_images]
     nll = losses.nll_loss(model)
     params = {}
     params["general"] = _stage(
@@ -194,7 +184,11 @@ def train_all(config, workdir: Path, sets) -> dict:
         "general",
         model,
         sets,
-        flows.init(model, jax.random.key(seed), init_images),
+        lambda: flows.init(
+            model,
+            jax.random.key(seed),
+            data.dequantize(jax.random.key(seed), init_images),
+        ),
         nll,
         batches(general_images, seed),
         sc.general_steps,
@@ -205,7 +199,7 @@ def train_all(config, workdir: Path, sets) -> dict:
         "id",
         model,
         sets,
-        params["general"],
+        lambda: params["general"],
         nll,
         batches(id_images, seed + 1),
         sc.id_steps,
@@ -218,7 +212,7 @@ def train_all(config, workdir: Path, sets) -> dict:
         "id_outlier",
         model,
         sets,
-        general,
+        lambda: general,
         losses.outlier_loss(
             model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
         ),
@@ -228,7 +222,12 @@ def train_all(config, workdir: Path, sets) -> dict:
     )
     bc, ec = config.background, config.ensemble
     for stage in ["background"] + [f"ensemble_{k}" for k in range(ec.size)]:
-        if not (config.train_baseline_models or _is_available(config, workdir, stage)):
+        if not (
+            config.train_baseline_models
+            or run_dir.is_available(
+                workdir / stage, fingerprint(config, stage), [config.checkpoints]
+            )
+        ):
             continue
         index = _stage_index(stage)
         init_key, data_key = jax.random.split(jax.random.key(seed + index))
@@ -249,7 +248,9 @@ def train_all(config, workdir: Path, sets) -> dict:
             stage,
             model,
             sets,
-            flows.init(model, init_key, data.dequantize(data_key, init_images)),
+            lambda k=init_key, d=data_key, x=init_images: flows.init(
+                model, k, data.dequantize(d, x)
+            ),
             batch_fn=batches(id_images, seed + index),
             **extra,
         )
@@ -276,7 +277,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     score_key = _score_key(config, workdir, params)
     if run_dir.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
         print(f"Scores of {workdir} are up to date: reusing them.")
-        return _read(results_file)
+        return json.loads(results_file.read_text())
     model = build_model(config)
     num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]

@@ -89,6 +89,17 @@ def find_source(sources: Sequence[str], stage: str, fingerprint: dict) -> Path |
     return None
 
 
+def is_available(run: Path, fingerprint: dict, sources: Sequence[str]) -> bool:
+    """Whether :func:`train_or_restore` would find the stage instead of training:
+    finished in ``run`` with this fingerprint, or restorable from ``sources``."""
+    finished = (run / "final_params").is_dir() and (run / "config.json").exists()
+    if finished and json.loads((run / "config.json").read_text()) == as_json(
+        fingerprint
+    ):
+        return True
+    return find_source(sources, run.name, fingerprint) is not None
+
+
 def train_or_restore(
     run: Path,
     fingerprint: dict,
