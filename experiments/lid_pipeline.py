@@ -29,6 +29,22 @@ SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curv
 DELTAS = np.linspace(-8.0, 2.0, 50)  # δ = log σ of the LIDL sweep (FastFlowLIDL)
 
 
+def _spectra_of(model, params, x) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values and log p of a model-space batch.
+
+    A row is NaN where the decoder's Jacobian at z0 is not finite (the inverse
+    flow overflows there: seen on one uniform-noise image whose log p is finite);
+    :func:`run` drops such images and reports them.
+    """
+    spectrum, _ = lid.flow_spectra(model, params, x, chunk_size=128)
+    s = np.array(spectrum.singular_values)
+    # Jitted: an op-by-op model.forward re-traces its scans every call, and the
+    # executables it compiles each time exhausted the process's memory maps
+    # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
+    log_p = np.asarray(flows.log_prob(model, params, x).total, np.float64)
+    return s, log_p
+
+
 def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarray]:
     """Singular values and log p of ``images``, resuming from ``path``."""
     done = (
@@ -36,20 +52,21 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
         if path.exists()
         else {"s": np.zeros((0, model.config.num_dims)), "log_p": np.zeros(0)}
     )
-    start = len(done["log_p"])
-    for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
-        x = data.to_model_space(images[begin : begin + BATCH])
-        spectrum, _ = lid.flow_spectra(model, params, x, chunk_size=128)
-        # Jitted: an op-by-op model.forward re-traces its scans every call, and the
-        # executables it compiles each time exhausted the process's memory maps
-        # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
-        log_p = flows.log_prob(model, params, x).total
-        done = {
-            "s": np.concatenate([done["s"], np.asarray(spectrum.singular_values)]),
-            "log_p": np.concatenate([done["log_p"], np.asarray(log_p, np.float64)]),
-        }
+
+    def save():
         np.savez(path.with_suffix(".tmp.npz"), **done)
         path.with_suffix(".tmp.npz").replace(path)
+
+    start = len(done["log_p"])
+    for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
+        s, log_p = _spectra_of(
+            model, params, data.to_model_space(images[begin : begin + BATCH])
+        )
+        done = {
+            "s": np.concatenate([done["s"], s]),
+            "log_p": np.concatenate([done["log_p"], log_p]),
+        }
+        save()
     return {k: v[: len(images)] for k, v in done.items()}
 
 
@@ -83,12 +100,14 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
         "id_test": sets["id_test"][: lc.num_eval],
         **{name: sets[name][: lc.num_eval] for name in ood_sets},
     }
-    spectra = {
-        name: _spectra(
+    spectra, dropped = {}, {}
+    for name, images in chosen.items():
+        got = _spectra(
             model, params, images, out / f"{name.replace('/', '_')}.npz", name
         )
-        for name, images in chosen.items()
-    }
+        keep = ~np.isnan(got["s"]).any(axis=1)
+        spectra[name] = {k: v[keep] for k, v in got.items()}
+        dropped[name] = np.flatnonzero(~keep).tolist()
     reference = sets["id_train"][: lc.lpca_reference]
     train_flat = data.to_model_space(reference).reshape(len(reference), -1)
     target = float(
@@ -114,6 +133,8 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
         "log_tau": log_tau,
         "calibrated_mean_lid": calibrated,
         "counts": {k: len(v["log_p"]) for k, v in spectra.items()},
+        # Images without a finite decoder Jacobian (no LID), by index in the set.
+        "dropped": {k: v for k, v in dropped.items() if v},
         "mean_lid": {k: float(v.mean()) for k, v in lids.items()},
         "lid_curves": {
             k: np.mean(np.asarray(lid.threshold_lid(v["s"], sweep)), axis=0).tolist()
