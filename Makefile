@@ -79,4 +79,4 @@ bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) runs .jax_cache
+	rm -rf $(VENV) runs
