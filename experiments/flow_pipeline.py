@@ -131,7 +131,7 @@ def _stage(
     evaluate = _validation(model, val_images[: tc.eval_images])
 
     def train_fn():
-        optimizer = train.make_optimizer(
+        optimizer = run_dir.optimizer(
             tc.learning_rate,
             optimizer=tc.optimizer,
             warmup_steps=tc.warmup_steps,

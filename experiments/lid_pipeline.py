@@ -161,12 +161,16 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
         "deltas": DELTAS.tolist(),
         "count": lc.num_lidl,
         "mean_curves": {
-            name: _lidl_curves(
-                model,
-                params,
-                chosen[name][: lc.num_lidl],
-                out / f"lidl_{name.replace('/', '_')}.npy",
-                f"LIDL {name}",
+            name: np.delete(  # the images dropped above have no LIDL either
+                _lidl_curves(
+                    model,
+                    params,
+                    chosen[name][: lc.num_lidl],
+                    out / f"lidl_{name.replace('/', '_')}.npy",
+                    f"LIDL {name}",
+                ),
+                [i for i in dropped[name] if i < lc.num_lidl],
+                axis=0,
             )
             .mean(axis=0)
             .tolist()

@@ -92,7 +92,7 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
             run,
             template,
             loss,
-            train.make_optimizer(tc.learning_rate, optimizer="adam"),
+            run_dir.optimizer(tc.learning_rate, optimizer="adam"),
             batch_fn,
             config.settings[setting].steps,
             jax.random.key(seed),

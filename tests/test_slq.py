@@ -141,9 +141,11 @@ def test_jit_and_vmap_match_the_plain_call(unroll):
     jitted = jax.jit(one)(zs[1], keys[1])
     batched = jax.vmap(one)(zs, keys)
     leaves = [jax.tree.leaves(t) for t in (plain, jitted, batched)]
+    # atol: the indicators' rounding term is a difference of nearby float32 LIDL
+    # values (up to 16 here), so its own rounding is a few ε × 16 ≈ 1e-5.
     for a, b, c in zip(*leaves, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(a, c[1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=5e-5)
+        np.testing.assert_allclose(a, c[1], rtol=1e-5, atol=5e-5)
 
 
 def test_breakdown_on_a_low_rank_decoder_stays_finite_and_exact():

@@ -24,6 +24,7 @@ reconstructed as described in docs/detectors.md (KLODS-R).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -94,11 +95,17 @@ def klods(latents: Array, *, patch_size: int = 2, ridge: float = 1e-6) -> KLPart
             "for single inputs use M = 1: latents[:, None]."
         )
     checks.finite(latents, "latents")
-    p = patches(latents, patch_size)  # (G, M, P, m)
-    g, mm, num, m = p.shape
+    _, mm, num, m = jax.eval_shape(lambda x: patches(x, patch_size), latents).shape
     if mm * num < 2 * m:
         raise ValueError(
             f"{mm * num} pooled patches for a {m}-dimensional covariance: use a "
             "smaller patch_size or larger groups."
         )
+    return _klods(latents, patch_size, ridge)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _klods(latents: Array, patch_size: int, ridge: float) -> KLParts:
+    p = patches(latents, patch_size)  # (G, M, P, m)
+    g, mm, num, m = p.shape
     return jax.vmap(lambda s: gaussian_kl_parts(s, ridge))(p.reshape(g, mm * num, m))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from jaxood import checks
 from jaxood.flows.glow import Glow, encode
-from jaxood.lid.quadrature import SpectralQuadrature, _slq
+from jaxood.lid.quadrature import SpectralQuadrature, check_counts, slq
 from jaxood.lid.spectrum import Spectrum, jacobian_spectrum
 from jaxood.typing import Array, Params, PRNGKey
 
@@ -128,14 +128,13 @@ def _flow_slq(model, params, x, key, *, num_probes, num_steps, unroll, batch_siz
 
     def one(args):
         z, k = args
-        return _slq(
+        return slq(
             decode,
             z,
             k,
             inverse_fn=encode_one,
             num_probes=num_probes,
             num_steps=num_steps,
-            reorthogonalize=True,
             unroll=unroll,
         )
 
@@ -171,15 +170,11 @@ def flow_slq(
     Returns:
         ``(quadrature with a leading batch axis, z0 (B, D))``.
     """
-    num_probes = checks.positive_int(num_probes, "num_probes")
-    num_steps = checks.positive_int(num_steps, "num_steps")
+    num_probes, num_steps = check_counts(
+        num_probes, num_steps, unroll, model.config.num_dims
+    )
     batch_size = checks.positive_int(batch_size, "batch_size")
     _check_batch(x)
-    if num_steps > model.config.num_dims:
-        raise ValueError(
-            f"num_steps {num_steps} exceeds D = {model.config.num_dims}: pass "
-            f"num_steps ≤ {model.config.num_dims}."
-        )
     checks.model_space(x, "x")
     return _flow_slq(
         model,

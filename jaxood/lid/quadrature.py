@@ -46,6 +46,8 @@ from jaxood.typing import Array, PRNGKey
 
 # Standard errors of the probe mean added to the error indicators.
 PROBE_SIGMAS = 3.0
+# Rounding of the Ritz values, in units of ε × the largest node of the run.
+ROUNDING_EPS = 4.0
 
 
 class Quadrature(NamedTuple):
@@ -80,12 +82,12 @@ class SLQEstimate(NamedTuple):
 # ------------------------------------------------------------------ Lanczos
 
 
-def _gauss_rule(alphas: Array, betas: Array, start_norm_sq: Array):
-    """Nodes (ascending) and weights of the Gauss rule of a Lanczos tridiagonal."""
+def _gauss_rule(alphas: Array, betas: Array):
+    """Eigenvalues (ascending) and first eigenvector components of a Lanczos
+    tridiagonal: the nodes, and the square roots of the weights over ‖start‖²."""
     tridiagonal = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
     nodes, vectors = jnp.linalg.eigh(tridiagonal)
-    # M is positive semi-definite: negative Ritz values are rounding.
-    return jnp.maximum(nodes, 0.0), start_norm_sq * vectors[0] ** 2
+    return nodes, vectors[0]
 
 
 def _lanczos(
@@ -129,16 +131,51 @@ def _lanczos(
     return alphas, betas
 
 
-def _quadrature(matvec, starts: Array, num_steps: int, reorthogonalize, unroll):
-    alphas, betas = jax.vmap(
-        lambda v: _lanczos(matvec, v, num_steps, reorthogonalize, unroll)
-    )(starts)
-    norm_sq = jnp.sum(starts**2, axis=-1)
-    rule = jax.vmap(_gauss_rule)
-    nodes, weights = rule(alphas, betas, norm_sq)
-    half = max(num_steps // 2, 1)
-    coarse_nodes, coarse_weights = rule(alphas[:, :half], betas[:, :half], norm_sq)
-    return Quadrature(nodes, weights, coarse_nodes, coarse_weights)
+def _lanczos_runs(matvec, starts: Array, num_steps: int, reorthogonalize, unroll):
+    """Lanczos from every start (vmapped): ``(alphas, betas)``, each (R, m)."""
+    return jax.vmap(lambda v: _lanczos(matvec, v, num_steps, reorthogonalize, unroll))(
+        starts
+    )
+
+
+def _quadratures(runs, starts: Array) -> list[Quadrature]:
+    """The Gauss rules (m steps and the first m // 2) of each ``(alphas, betas)``.
+
+    Every tridiagonal goes into ONE batched eigen-solve. XLA:CPU runs independent
+    operations at once, and a batched LAPACK eigh splits its batch over the
+    intra-op thread pool it runs on, then waits for the parts: two such calls at
+    once on a 2-thread pool wait for each other forever (the test suite hung in
+    ``lapack_ssyevd_ffi``; ordering them with ``lax.optimization_barrier`` did not
+    help, XLA drops the barrier before it schedules). The m // 2-step rules are
+    padded to m with a decoupled diagonal below their Gershgorin bound, so the
+    padding's eigenvalues come first and are sliced off (their eigenvectors are 0
+    on the first coordinate).
+    """
+    m = runs[0][0].shape[-1]
+    half = max(m // 2, 1)
+    alphas, betas = [], []
+    for a, b in runs:
+        # Below the Gershgorin bound of the m // 2 block, by more than its scale.
+        off = jnp.abs(b[..., : half - 1])
+        radius = jnp.pad(off, [(0, 0), (0, 1)]) + jnp.pad(off, [(0, 0), (1, 0)])
+        lower = jnp.min(a[..., :half] - radius, axis=-1, keepdims=True)
+        scale = jnp.max(jnp.abs(a[..., :half]) + radius, axis=-1, keepdims=True)
+        pad = jnp.broadcast_to(lower - scale - 1.0, (*a.shape[:-1], m - half))
+        alphas += [a, jnp.concatenate([a[..., :half], pad], axis=-1)]
+        zeros = jnp.zeros((*b.shape[:-1], m - half + 1), b.dtype)
+        betas += [b, jnp.concatenate([b[..., : half - 1], zeros], axis=-1)]
+    rows = starts.shape[0]
+    nodes, first = jax.vmap(_gauss_rule)(
+        jnp.concatenate(alphas), jnp.concatenate(betas)
+    )
+    norm_sq = jnp.sum(starts**2, axis=-1)[:, None]
+    rules = []
+    for i in range(len(alphas)):
+        keep = slice(None) if i % 2 == 0 else slice(m - half, None)
+        n, v = nodes[i * rows : (i + 1) * rows, keep], first[i * rows : (i + 1) * rows]
+        # M is positive semi-definite: negative Ritz values are rounding.
+        rules.append((jnp.maximum(n, 0.0), norm_sq * v[:, keep] ** 2))
+    return [Quadrature(*rules[i], *rules[i + 1]) for i in range(0, len(rules), 2)]
 
 
 def _gram_matvec(fn: Callable[[Array], Array], at: Array):
@@ -170,21 +207,22 @@ def _slq(fn, z, key, *, inverse_fn, num_probes, num_steps, reorthogonalize, unro
     at_z = jnp.where(z_norm > 0, z_flat, probes[0])
     starts = jnp.concatenate([probes, at_z[None]])
     run = functools.partial(
-        _quadrature,
+        _lanczos_runs,
         starts=starts,
         num_steps=num_steps,
         reorthogonalize=reorthogonalize,
         unroll=unroll,
     )
-    gram = run(_gram_matvec(flat, z_flat))
-    gram = _zero_last_row_if(gram, z_norm == 0)
-    if inverse_fn is None:
-        return SpectralQuadrature(gram, None)
-    x0 = flat(z_flat)
-    image_shape = jax.eval_shape(fn, z).shape
-    inverse_flat = lambda x: jnp.ravel(inverse_fn(x.reshape(image_shape)))  # noqa: E731
-    inverse = run(_inverse_gram_matvec(inverse_flat, x0))
-    return SpectralQuadrature(gram, _zero_last_row_if(inverse, z_norm == 0))
+    runs = [run(_gram_matvec(flat, z_flat))]
+    if inverse_fn is not None:
+        x0 = flat(z_flat)
+        image_shape = jax.eval_shape(fn, z).shape
+        inverse_flat = lambda x: jnp.ravel(inverse_fn(x.reshape(image_shape)))  # noqa: E731
+        runs.append(run(_inverse_gram_matvec(inverse_flat, x0)))
+    gram, *inverse = [
+        _zero_last_row_if(q, z_norm == 0) for q in _quadratures(runs, starts)
+    ]
+    return SpectralQuadrature(gram, inverse[0] if inverse else None)
 
 
 def _zero_last_row_if(q: Quadrature, condition: Array) -> Quadrature:
@@ -192,6 +230,23 @@ def _zero_last_row_if(q: Quadrature, condition: Array) -> Quadrature:
         return w.at[-1].multiply(jnp.where(condition, 0.0, 1.0))
 
     return q._replace(weights=fix(q.weights), coarse_weights=fix(q.coarse_weights))
+
+
+def check_counts(
+    num_probes: int, num_steps: int, unroll: int | bool, num_dims: int
+) -> tuple[int, int]:
+    """Static checks of the SLQ counts for a d = ``num_dims`` latent; the counts."""
+    num_probes = checks.positive_int(num_probes, "num_probes")
+    num_steps = checks.positive_int(num_steps, "num_steps")
+    if num_steps > num_dims:
+        raise ValueError(
+            f"num_steps is {num_steps} but the latent has d = {num_dims} values: "
+            f"Lanczos on a d×d operator ends after d steps (it is then exact); "
+            f"pass num_steps ≤ {num_dims}."
+        )
+    if not isinstance(unroll, bool | int):
+        raise TypeError(f"unroll must be an int or a bool, got {unroll!r}.")
+    return num_probes, num_steps
 
 
 def slq(
@@ -232,22 +287,13 @@ def slq(
         A :class:`SpectralQuadrature` for :func:`threshold_lid_from` and
         :func:`lidl_from`.
     """
-    num_probes = checks.positive_int(num_probes, "num_probes")
-    num_steps = checks.positive_int(num_steps, "num_steps")
     z = jnp.asarray(z)
     if z.size == 0 or not jnp.issubdtype(z.dtype, jnp.floating):
         raise ValueError(
             f"z must be a non-empty floating-point latent point, got shape "
             f"{tuple(z.shape)} and dtype {z.dtype}."
         )
-    if num_steps > z.size:
-        raise ValueError(
-            f"num_steps is {num_steps} but the latent has d = {z.size} values: "
-            f"Lanczos on a d×d operator ends after d steps (it is then exact); "
-            f"pass num_steps ≤ {z.size}."
-        )
-    if not isinstance(unroll, bool | int):
-        raise TypeError(f"unroll must be an int or a bool, got {unroll!r}.")
+    num_probes, num_steps = check_counts(num_probes, num_steps, unroll, z.size)
     checks.finite(z, "z", "The decoder cannot be linearised there.")
     return _slq(
         fn,
@@ -367,7 +413,16 @@ def _lidl_side(q: Quadrature, var: Array, inverted: bool) -> SLQEstimate:
 
     fine = parts(q.nodes, q.weights)
     coarse = parts(q.coarse_nodes, q.coarse_weights)
-    return _probe_mean(fine, jnp.abs(fine - coarse))
+    # Ritz values are only known to about ε·(largest node) in float32: where σ² is
+    # that small the estimate moves by up to the change below (seen: 25 % at
+    # σ² ≈ ε·λ_max when XLA merely reordered its float32 sums).
+    shift = ROUNDING_EPS * jnp.finfo(q.nodes.dtype).eps
+    shift = shift * jnp.max(q.nodes, axis=-1, keepdims=True)
+    rounding = jnp.maximum(
+        jnp.abs(parts(q.nodes + shift, q.weights) - fine),
+        jnp.abs(parts(jnp.maximum(q.nodes - shift, 0.0), q.weights) - fine),
+    )
+    return _probe_mean(fine, jnp.abs(fine - coarse) + rounding)
 
 
 def lidl_from(quadrature: SpectralQuadrature, deltas: Array) -> SLQEstimate:
