@@ -205,7 +205,9 @@ def _lipschitz_ratio(model, params, key, num_pairs=512) -> float:
 def test_lipschitz_bound_holds_before_and_after_training(data_dir, key, architecture):
     # A small M, so that the unconstrained twin below exceeds it: the test can fail.
     m_bound = 0.5
-    steps = 30 if architecture == "conv" else 100
+    # A few steps are enough to test that the projection follows every update (a
+    # constrained conv step takes ~3 s on 2 cores); the twin exceeds M from init on.
+    steps = 3 if architecture == "conv" else 30
 
     def config(lipschitz):
         return vae.VAEConfig(
