@@ -77,23 +77,36 @@ def _slq_table(r: dict) -> str:
         )
     ]
     best = max(r["slq"], key=lambda m: m["speedup"])
+    d = r["num_dims"]
+    passes = {
+        f"{m['num_probes']} × {m['num_steps']}": 4
+        * (m["num_probes"] + 1)
+        * m["num_steps"]
+        for m in r["slq"]
+    }
     lines += [
         "",
         f"Goal ≥ {goal['speedup']:.0f}× with the mean within "
         f"{goal['error_of_mean']:.0%} at the typical point and across the grid: "
         f"{_verdict(bool(met))} (largest speed-up measured: {best['speedup']:.2f}×).",
+        f"Work per image: exact {d} JVPs (in batches) and one SVD; two-sided SLQ 2 "
+        "sides × (P + 1) runs × m steps × (JVP + VJP) = "
+        + ", ".join(f"{n:,} passes ({k})" for k, n in passes.items())
+        + f", i.e. {min(passes.values()) / d:.2f}× to "
+        f"{max(passes.values()) / d:.2f}× the exact path's D passes.",
     ]
     return "\n".join(lines)
 
 
 def _load_warning(load: dict, cores: int) -> str:
-    if max(load.values()) <= 0.5 * cores + 1.0:
+    busy = [part for part, value in load.items() if value > 0.5 * cores + 1.0]
+    if not busy:
         return ""
     return (
-        "**Other jobs shared the CPU during this run: every time is inflated, the "
-        "LAPACK steps (SVD, eigh, lPCA) most, because multi-threaded OpenBLAS/MKL "
-        "degrades sharply when the cores are oversubscribed. Re-run `make bench` on "
-        "an idle machine before quoting these numbers.** "
+        f"**Other jobs shared the CPU when these were measured: {', '.join(busy)}. "
+        "Their times are inflated, the LAPACK steps (SVD, eigh, lPCA) most, because "
+        "multi-threaded OpenBLAS/MKL degrades sharply when the cores are "
+        "oversubscribed; re-run them on an idle machine before quoting them.** "
     )
 
 
