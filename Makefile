@@ -31,7 +31,7 @@ run: data
 	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False
 
 # Two pytest workers (pytest-xdist), one test file each at a time: the suite is
-# mostly single-threaded XLA compilation, so two workers on two cores took 755 s
+# mostly single-threaded XLA compilation, so two workers on two cores took 755-797 s
 # where one took 1,147 s. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: data

@@ -17,22 +17,6 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
-# The files that run whole pipelines, longest first. `make test` hands whole files
-# to two workers in collection order; starting with the longest balances them
-# (the smoke pipelines' fixture alone takes about 5 minutes).
-LONGEST_FIRST = ("test_experiments.py", "test_reproduce.py", "test_vae.py")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        name = item.path.name
-        return (
-            LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-        )
-
-    items.sort(key=rank)  # stable: the order inside a file is kept
-
-
 @pytest.fixture
 def key():
     """A fresh PRNG key; tests split or fold it, never reuse a key twice."""
