@@ -52,11 +52,6 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
         if path.exists()
         else {"s": np.zeros((0, model.config.num_dims)), "log_p": np.zeros(0)}
     )
-
-    def save():
-        np.savez(path.with_suffix(".tmp.npz"), **done)
-        path.with_suffix(".tmp.npz").replace(path)
-
     start = len(done["log_p"])
     for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
         s, log_p = _spectra_of(
@@ -66,7 +61,8 @@ def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarr
             "s": np.concatenate([done["s"], s]),
             "log_p": np.concatenate([done["log_p"], log_p]),
         }
-        save()
+        np.savez(path.with_suffix(".tmp.npz"), **done)
+        path.with_suffix(".tmp.npz").replace(path)
     return {k: v[: len(images)] for k, v in done.items()}
 
 

@@ -8,7 +8,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The suite is dominated by XLA compilation of small programs, not by running
 # them: without LLVM's optimisation passes tests/test_glow.py took 106 s instead
-# of 186 s on 2 cores. Semantics are unchanged (no fast-math either way). Set
+# of 186 s on 2 cores. No fast-math either way, but float32 sums may be ordered
+# differently, so a test must not depend on the rounding of one order. Set
 # before the backend starts; the pipeline subprocesses inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
