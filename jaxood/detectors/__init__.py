@@ -1,5 +1,6 @@
 """Stateless OOD detectors. Every score is an anomaly score: higher = more OOD."""
 
+from jaxood.detectors.density_of_states import DensityState, density_of_states
 from jaxood.detectors.detector import Detector
 from jaxood.detectors.dual_threshold import envelope_auroc, lid_only, rank_and_detector
 from jaxood.detectors.hole_indicator import hole_indicator
@@ -11,17 +12,27 @@ from jaxood.detectors.klods import KLParts, gaussian_kl_parts, klods
 from jaxood.detectors.likelihood import final_scale, negative_log_likelihood
 from jaxood.detectors.likelihood_ratio import likelihood_ratio
 from jaxood.detectors.likelihood_regret import LikelihoodRegret, likelihood_regret
+from jaxood.detectors.statistics import (
+    flow_statistics,
+    flow_table,
+    vae_statistics,
+    with_typicality,
+)
 from jaxood.detectors.typicality import bootstrap_threshold, typicality
 from jaxood.detectors.waic import waic
 
 __all__ = [
+    "DensityState",
     "Detector",
     "KLParts",
     "LikelihoodRegret",
     "bootstrap_threshold",
     "compression_bits_per_dim",
+    "density_of_states",
     "envelope_auroc",
     "final_scale",
+    "flow_statistics",
+    "flow_table",
     "gaussian_kl_parts",
     "hole_indicator",
     "input_complexity",
@@ -32,5 +43,7 @@ __all__ = [
     "negative_log_likelihood",
     "rank_and_detector",
     "typicality",
+    "vae_statistics",
     "waic",
+    "with_typicality",
 ]
