@@ -57,6 +57,7 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k
 	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist --mode lid
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood
+	$(MAIN)/dose_fmnist.py --workdir runs/dose_fmnist
 	$(PY) -m experiments.tables --collect runs
 
 # The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).

@@ -33,6 +33,8 @@ DETECTORS = {
     "final_scale": "−lp₂(x): final (4×4) scale of the ID model",
     "llr": "log p_general(x) − log p_ID(x)",
     "llr_outlier": "log p_general(x) − log p_ID+outlier(x)",
+    "dose": "density of states (KDE) over the ID and general Glows' statistics, "
+    "fit on ID training images (Morningstar et al. 2021)",
 }
 
 
@@ -41,13 +43,17 @@ def build_model(config) -> flows.Glow:
     return flows.Glow(flows.GlowConfig(image_shape=(size, size, 1), **config.model))
 
 
+def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the ID training split (stratified)."""
+    dc = config.data
+    return sources.stratified_split(labels, dc.val_size / len(labels), config.seed)
+
+
 def load_sets(config) -> dict[str, np.ndarray]:
     """uint8 images at the model size: training/validation/test and every OOD set."""
     dc, seed = config.data, config.seed
     images, labels = data.load(dc.id_dataset, "train", with_labels=True)
-    train_idx, val_idx = sources.stratified_split(
-        labels, dc.val_size / len(labels), seed
-    )
+    train_idx, val_idx = split_indices(config, labels)
     sets = {
         "id_train": images[train_idx],
         "id_val": images[val_idx],
@@ -270,6 +276,40 @@ def _score_key(config, workdir: Path, stages) -> dict:
     )
 
 
+def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
+    """DoSE over the ID and general Glows' statistics (the flow family), fit on
+    ``config.scoring.dose_fit_images`` ID training images: ``{set: (N,)}``."""
+    sc = config.scoring
+    fit_images = run_dir.subset(sets["id_train"], sc.dose_fit_images, config.seed + 1)
+    tables = [
+        detectors.flow_statistics(
+            model,
+            params["id"],
+            fit_images,
+            general_params=params["general"],
+            klods_ridge=sc.klods_ridge,
+            desc="DoSE fit set",
+        )
+    ]
+    for name in eval_sets:
+        tables.append(
+            detectors.flow_table(
+                log_probs["id"][name],
+                sets[name],
+                model.config.num_dims,
+                log_p_general=log_probs["general"][name]["total"],
+                klods_ridge=sc.klods_ridge,
+            )
+        )
+    fit, *evaluated = detectors.with_typicality(*tables)
+    dose = detectors.density_of_states("kde")
+    state = dose.fit(fit)
+    return {
+        name: np.asarray(dose.score(state, table))
+        for name, table in zip(eval_sets, evaluated, strict=True)
+    }
+
+
 def score_all(config, workdir: Path, sets, params) -> dict:
     """Every detector whose models are there on every evaluation set: writes
     ``scores.npz`` and ``results.json`` (reused while ``_score_key`` holds)."""
@@ -300,6 +340,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     baseline, descriptions = flow_baselines.pointwise_scores(
         config, log_probs, {n: sets[n] for n in eval_sets}, entropy, num_dims
     )
+    dose = density_of_states_scores(config, model, params, sets, log_probs, eval_sets)
     scores = {}
     for name in eval_sets:
         lp = {stage: log_probs[stage][name] for stage in STAGES}
@@ -312,6 +353,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             "llr_outlier": detectors.likelihood_ratio(
                 lp["id_outlier"]["total"], lp["general"]["total"]
             ),
+            "dose": dose[name],
             **baseline[name],
         }
     arrays = {

@@ -180,3 +180,44 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
         "(hole_histograms.png)\n\n![scaling](scaling.png)\n"
     )
     return block
+
+
+def dose_report(config, workdir: Path, results: dict, command: str) -> str:
+    """Writes ``report.md`` with the DoSE tables and a bar chart of the single-
+    feature AUROCs; returns the combined rows for stdout."""
+    for setting, s in results["settings"].items():
+        single = s["ablation"]["single_feature"]
+        oods = list(next(iter(single.values())))
+        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(single)), 3.5))
+        width = 0.8 / len(oods)
+        for i, ood in enumerate(oods):
+            values = [v[ood] for v in single.values()]
+            ax.bar(np.arange(len(single)) + i * width, values, width, label=ood)
+        ax.axhline(0.5, color="grey", ls=":")
+        ax.set_xticks(
+            np.arange(len(single)) + 0.4, list(single), rotation=90, fontsize=6
+        )
+        ax.set(ylabel="AUROC, 1-D DoSE", ylim=(0, 1), title=f"{setting}: one feature")
+        ax.legend(fontsize=6)
+        save_figure(fig, workdir / f"single_features_{setting}.png")
+    block = tables.dose_block(results, command, "results.json")
+    figures = "".join(
+        f"\n\n![single features, {s}](single_features_{s}.png)"
+        for s in results["settings"]
+    )
+    (workdir / "report.md").write_text(
+        f"# {config.name}: density of states\n\n{block}{figures}\n"
+    )
+    out = []
+    for setting, s in results["settings"].items():
+        oods = list(s["dose"][next(iter(s["dose"]))]["all"])
+        rows = [
+            [f"DoSE ({m}), {family}"] + [f"{per[o]['auroc']:.3f}" for o in oods]
+            for m, fams in s["dose"].items()
+            for family, per in fams.items()
+        ]
+        out.append(f"{setting} in-distribution:\n\n" + tables.md_table(
+            ["detector", *oods], rows))  # fmt: skip
+    return f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n" + (
+        "\n\n".join(out)
+    )

@@ -27,6 +27,7 @@ SOURCES = {
     "glow_mnist_5k": ("glow_mnist_5k/results.json", "glow_fmnist.py:mnist_5k"),
     "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py"),
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
+    "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
 }
 SOURCES = {  # the run directory is the first part of the file's path
     name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}"
@@ -221,6 +222,55 @@ def vae_block(r: dict, command: str, file: str) -> str:
     )
 
 
+def dose_block(r: dict, command: str, file: str) -> str:
+    """Per setting: DoSE per family and method next to the best published single
+    detector of each column and the anchors; then the ablation of the combined
+    detector (single-feature and drop-one AUROCs)."""
+    parts = [_source(command, file)]
+    for setting, s in r["settings"].items():
+        method = next(iter(s["dose"]))
+        oods = list(s["dose"][method]["all"])
+        rows = [
+            [f"DoSE ({m}), {family} ({len(s['features'][family])} features)"]
+            + [interval(per[o]) for o in oods]
+            for m, fams in s["dose"].items()
+            for family, per in fams.items()
+        ]
+        best = [
+            max(s["single"], key=lambda d: s["single"][d][o]["auroc"]) for o in oods
+        ]
+        rows.append(["best published single detector"]
+                    + [f"{interval(s['single'][d][o])}: {d}"
+                       for d, o in zip(best, oods, strict=True)])  # fmt: skip
+        single = s["ablation"]["single_feature"]
+        top = [max(single, key=lambda f: single[f][o]) for o in oods]
+        rows.append(["best single statistic (1-D DoSE)"]
+                    + [f"{single[f][o]:.3f}: `{f}`"
+                       for f, o in zip(top, oods, strict=True)])  # fmt: skip
+        anchors = [[p, m, v, src] for p, m, v, src in REFERENCES["dose"]
+                   if p.split("→")[0] == setting]  # fmt: skip
+        drop = s["ablation"]["drop_one"]
+        worst = sorted(drop, key=lambda f: min(drop[f].values()))[:8]
+        n = s["sizes"]
+        parts += [
+            f"**{setting} in-distribution**: fit on {n['fit']} ID training images, "
+            f"{n['id_test']} ID test images, {min(n[f'ood/{o}'] for o in oods)} or "
+            "more per OOD set. AUROC, OOD positive, 95 % bootstrap interval:",
+            md_table(["detector", *oods], rows),
+        ]
+        if anchors:
+            parts.append(md_table("pair | method | AUROC | source", anchors))
+        parts += [
+            f"Ablation of DoSE ({method}, all families): AUROC without one feature, "
+            "the eight whose removal costs most (lowest column):",
+            md_table(
+                ["without", *oods],
+                [[f"`{f}`"] + [f"{drop[f][o]:.3f}" for o in oods] for f in worst],
+            ),
+        ]
+    return _join(*parts)
+
+
 def headline(glow: dict, vae: dict | None, mnist: dict) -> str:
     """The README's table: a few detectors of each family on every pair."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
@@ -264,7 +314,11 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
         for n in SOURCES
         if (results_dir / f"{n}.json").is_file()
     }
-    render = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block}
+    render = {
+        "glow_fmnist_lid": lid_block,
+        "vae_ood": vae_block,
+        "dose_fmnist": dose_block,
+    }
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:
         block = render.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")

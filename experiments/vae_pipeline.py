@@ -40,11 +40,16 @@ def build_model(config, kind: str, image_shape=(28, 28, 1)) -> vae.VAE:
     )
 
 
+def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the ID training split (stratified)."""
+    return sources.stratified_split(labels, config.val_size, config.seed)
+
+
 def load_sets(config, setting: str) -> dict[str, np.ndarray]:
     """uint8 ``(N, 28, 28, 1)`` sets: id_train, id_val, id_test and ``ood/<name>``."""
     s, seed, limit = config.settings[setting], config.seed, config.score.max_eval
     images, labels = data.load(setting, s.train_split, with_labels=True)
-    train_idx, val_idx = sources.stratified_split(labels, config.val_size, seed)
+    train_idx, val_idx = split_indices(config, labels)
     return {
         "id_train": images[train_idx],
         "id_val": run_dir.subset(images[val_idx], limit, seed),

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import flow_pipeline, main, ship, tables, vae_pipeline
-from experiments.configs import glow_fmnist
+from experiments import dose_pipeline, flow_pipeline, main, ship, tables, vae_pipeline
+from experiments.configs import dose_fmnist, glow_fmnist
 
 pytestmark = pytest.mark.slow
 CONFIGS = "experiments/configs/"
@@ -39,8 +39,17 @@ def runs(tmp_path_factory, data_dir):
     run_main(
         "--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir", glow, "--mode", "lid"
     )
-    run_main(
-        "--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", str(runs / "vae_ood")
+    vae = str(runs / "vae_ood")
+    run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
+    run_main(  # DoSE over the models above: restored, not trained again
+        "--config",
+        f"{CONFIGS}dose_fmnist.py:smoke",
+        "--workdir",
+        str(runs / "dose_fmnist"),
+        f"--config.flow_workdirs.fashion_mnist={glow}",
+        f"--config.flow_workdirs.mnist_5k={mnist}",
+        f"--config.flow.mnist_5k.checkpoints={glow}",
+        f"--config.vae_workdir={vae}",
     )
     return runs
 
@@ -177,6 +186,50 @@ def test_vae_results(runs):
     assert set(results["scaling"]) == {"vanilla", "lipschitz"}
 
 
+def test_density_of_states_results(runs):
+    workdir = runs / "dose_fmnist"
+    assert not list(workdir.glob("**/metrics.jsonl"))  # every model restored
+    results = json.loads((workdir / "results.json").read_text())
+    config = dose_fmnist.get_config("smoke")
+    assert list(results["settings"]) == ["fashion_mnist", "mnist_5k"]
+    for setting, r in results["settings"].items():
+        oods = [e.split(":")[0] for e in config.data.ood[setting]]
+        assert r["sizes"]["fit"] == config.data.num_fit
+        assert set(r["dose"]) == {"kde", "gmm"}
+        for per_family in r["dose"].values():
+            assert set(per_family) == {"flow", "vae", "all"}
+            for per_set in per_family.values():
+                assert list(per_set) == oods
+                assert all(0.0 <= m["auroc"] <= 1.0 for m in per_set.values())
+        features = r["features"]["all"]
+        assert {"glow/log_p", "glow/klods_tc", "vanilla/hole", "lipschitz/rate"} <= set(
+            features
+        )
+        assert set(r["ablation"]["drop_one"]) == set(features)
+    report = (workdir / "report.md").read_text()
+    assert "| DoSE (kde), all (27 features) |" in report
+    assert (workdir / "single_features_mnist_5k.png").stat().st_size > 0
+
+
+def test_the_dose_fit_set_holds_no_image_of_any_validation_or_test_set(data_dir):
+    """Fit images are training images of every model: none is in the flow's or a
+    VAE's validation split, nor in the ID test split."""
+    from jaxood import data
+
+    del data_dir
+    config = dose_fmnist.get_config("")
+    images = dose_pipeline.load_images(config, "fashion_mnist")
+    train, labels = data.load("fashion_mnist", "train", with_labels=True)
+    flow_val = flow_pipeline.split_indices(config.flow.fashion_mnist, labels)[1]
+    vae_val = vae_pipeline.split_indices(config.vae, labels)[1]
+    held_out = np.concatenate(
+        [train[flow_val], train[vae_val], data.load("fashion_mnist", "test")]
+    )
+    fit = {x.tobytes() for x in images[dose_pipeline.FIT]}
+    assert len(fit) > 0.99 * config.data.num_fit  # (Fashion-MNIST has duplicates)
+    assert not fit & {x.tobytes() for x in held_out}
+
+
 def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     """The renderers of every generated block accept what the pipelines write."""
     assert tables.collect(runs, tmp_path) == list(tables.SOURCES)
@@ -189,6 +242,7 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
         in rendered["experiments/README.md"]["vae_ood"]
     )
     assert "| Glow −log p(x) |" in rendered["README.md"]["headline"]
+    assert "| DoSE (kde), all" in rendered["experiments/README.md"]["dose_fmnist"]
 
 
 def test_changed_configuration_is_refused(runs):

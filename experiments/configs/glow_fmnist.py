@@ -110,6 +110,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.scoring.klods_variants = ("image:2", "scale0:2")
     c.scoring.klods_ridge = 1e-6
     c.scoring.codecs = ("png", "jpeg2000")  # input complexity
+    # Density of states over the ID and general Glows' statistics (log p, per-scale
+    # terms, latent norms, KLODS-R parts, PNG input complexity, typicality), a KDE
+    # fit on this many ID training images.
+    c.scoring.dose_fit_images = 2000
 
     # --mode lid: exact decoder spectra of the ID model on the first images of each
     # set (1024 JVPs and one SVD per image, 3-7 s on 2 cores).
@@ -149,6 +153,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.ensemble.size = 2
         c.ensemble.steps = 4
         c.scoring.typicality_train_images = 128
+        c.scoring.dose_fit_images = 64
         c.scoring.bootstrap_resamples = 50
         c.scoring.group_seeds = (0, 1, 2)
         c.lid.update(num_eval=3, num_calibration=4, num_validation=3, num_lidl=2)

@@ -1,0 +1,278 @@
+"""Density of states over the statistics of every model family (DoSE).
+
+    python -m experiments.main --config experiments/configs/dose_fmnist.py \
+        --workdir runs/dose_fmnist [--mode {train,score,report,all}]
+
+Per in-distribution setting: restore (or train) the flow pipeline's ID and general
+Glows and the VAE pipeline's three VAEs, compute each family's statistics
+(``jaxood.detectors.flow_statistics`` / ``vae_statistics``) on one set of images,
+cached in ``<setting>/statistics.npz``, then fit ``density_of_states`` on the ID fit
+set (training images of every model) per family and over all families, and score
+the ID test images and each OOD set. ``results.json`` also holds the ablation
+(single-feature and drop-one AUROCs) and the published detectors recomputed on the
+same images. Fitting reads the ``fit`` table alone: :func:`fit_and_score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from experiments import flow_pipeline, report, run_dir, vae_pipeline
+from jaxood import data, detectors, metrics
+
+FIT = "fit"  # the table of ID training statistics; nothing else is fit on
+FLOW = "glow"  # the flow family's feature prefix; the VAEs use their model names
+# Published single detectors, recomputed from the statistics of the same images
+# (anomaly scores, higher = OOD): the column's best one is printed beside DoSE.
+SINGLE: dict[str, Callable[[Mapping, str], np.ndarray]] = {
+    "Glow −log p": lambda t, m: -t[f"{m}/log_p"],
+    "Glow final scale": lambda t, m: -t[f"{m}/lp_scale{_last_scale(t, m)}"],
+    "ratio to general Glow": lambda t, m: t[f"{m}/log_p_general"] - t[f"{m}/log_p"],
+    "input complexity": lambda t, m: t[f"{m}/complexity_png"],
+    "KLODS-R": lambda t, m: t[f"{m}/klods_tc"] + t[f"{m}/klods_dw"],
+    "IWAE −log p": lambda t, m: -t[f"{m}/log_p"],
+    "hole indicator": lambda t, m: t[f"{m}/hole"],
+    "typicality": lambda t, m: t[f"{m}/typicality"],
+}
+FLOW_ONLY = ("Glow", "ratio", "input complexity", "KLODS")
+FLOW_STAGES = ("id", "general")  # the flows whose statistics are features
+STATISTICS_KEYS = ("vae_samples", "vae_chunk", "codec")
+
+
+def _last_scale(table: Mapping, model: str) -> int:
+    return max(int(k.split("lp_scale")[1]) for k in table if f"{model}/lp_scale" in k)
+
+
+def fit_and_score(
+    tables: Mapping[str, Mapping[str, np.ndarray]],
+    features: list[str],
+    detector: detectors.Detector,
+) -> dict[str, np.ndarray]:
+    """Fits ``detector`` on ``tables[FIT]`` (ID training images) and scores every
+    other table. The only place DoSE is fit: no OOD row can enter the fit."""
+    select = lambda t: {f: t[f] for f in features}  # noqa: E731
+    state = detector.fit(select(tables[FIT]))
+    return {
+        name: np.asarray(detector.score(state, select(t)))
+        for name, t in tables.items()
+        if name != FIT
+    }
+
+
+def load_images(config, setting: str) -> dict[str, np.ndarray]:
+    """uint8 ``(N, 28, 28, 1)``: the fit set (ID training images in the training
+    split of every model), ID test images and each OOD set."""
+    flow, vae, dc = config.flow[setting], config.vae, config.data
+    images, labels = data.load(setting, "train", with_labels=True)
+    flow_train = flow_pipeline.split_indices(flow, labels)[0]
+    vae_train = vae_pipeline.split_indices(vae, labels)[0]
+    everyone = np.intersect1d(flow_train, vae_train)
+    return {
+        FIT: run_dir.subset(images[everyone], dc.num_fit, config.seed),
+        "id_test": run_dir.subset(data.load(setting, "test"), dc.max_eval, config.seed),
+        **run_dir.load_sets(dc.ood[setting], dc.max_eval, config.seed),
+    }
+
+
+def _folder(configured: str, workdir: Path, name: str) -> Path:
+    return run_dir.resolve(configured) if configured else workdir / name
+
+
+def restore_models(config, workdir: Path, setting: str) -> dict:
+    """The trained models of one setting (trained where missing):
+    ``{"glow": (model, {"id", "general"}), kind: (model, params), ...}``."""
+    flow = config.flow[setting]
+    folder = _folder(config.flow_workdirs[setting], workdir, f"flow_{setting}")
+    params = flow_pipeline.train_all(flow, folder, flow_pipeline.load_sets(flow))
+    models = {FLOW: (flow_pipeline.build_model(flow), params)}
+    vae_dir = _folder(config.vae_workdir, workdir, "vae")
+    vae_sets = vae_pipeline.load_sets(config.vae, setting)
+    for kind in config.vae.models:
+        models[kind] = (
+            vae_pipeline.build_model(config.vae, kind),
+            vae_pipeline.train_model(config.vae, vae_dir, setting, kind, vae_sets),
+        )
+    return models
+
+
+def _model_statistics(config, name, model, params, x, key, desc) -> dict:
+    """One model's raw statistics table of the uint8 images ``x``."""
+    dc = config.dose
+    if name == FLOW:
+        size = model.config.image_shape[0]
+        return detectors.flow_statistics(
+            model,
+            params["id"],
+            data.resize(x, size) if x.shape[1] != size else x,
+            general_params=params["general"],
+            codec=dc.codec,
+            desc=desc,
+        )
+    return detectors.vae_statistics(
+        model,
+        params,
+        x,
+        key,
+        num_samples=dc.vae_samples,
+        chunk_size=dc.vae_chunk,
+        desc=desc,
+    )
+
+
+def statistics(config, images: dict, models: dict) -> dict[str, dict]:
+    """``{set: {"<model>/<statistic>": (N,)}}`` for every model of the setting,
+    typicality included (its entropy from the fit set)."""
+    key = jax.random.key(config.seed)
+    names = [FIT] + [s for s in images if s != FIT]
+    per_model = {}
+    for i, (name, (model, params)) in enumerate(models.items()):
+        raw = [
+            _model_statistics(
+                config,
+                name,
+                model,
+                params,
+                images[s],
+                jax.random.fold_in(key, 1000 * i + j),
+                f"{name} {s}",
+            )
+            for j, s in enumerate(names)
+        ]
+        per_model[name] = dict(zip(names, detectors.with_typicality(*raw), strict=True))
+    return {
+        s: {f"{m}/{k}": v for m, t in per_model.items() for k, v in t[s].items()}
+        for s in names
+    }
+
+
+def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
+    """:func:`statistics` of one setting, cached in ``<setting>/statistics.npz``
+    against the data, scoring settings and every model's training summary."""
+    models = restore_models(config, workdir, setting)
+    folders = {
+        FLOW: _folder(config.flow_workdirs[setting], workdir, f"flow_{setting}"),
+        **{
+            k: _folder(config.vae_workdir, workdir, "vae") / setting / k
+            for k in config.vae.models
+        },
+    }
+    key = run_dir.as_json(
+        {
+            "seed": config.seed,
+            "data": config.data.to_dict(),
+            "statistics": {k: config.dose[k] for k in STATISTICS_KEYS},
+            "models": {
+                FLOW: {
+                    s: run_dir.stage_summary(folders[FLOW] / s) for s in FLOW_STAGES
+                },
+                **{k: run_dir.stage_summary(folders[k]) for k in config.vae.models},
+            },
+        }
+    )
+    path = workdir / setting / "statistics.npz"
+    key_file = path.with_name("statistics_key.json")
+    if run_dir.is_cached(key_file, key, [path]):
+        arrays = dict(np.load(path))
+    else:
+        tables = statistics(config, load_images(config, setting), models)
+        arrays = {f"{s}/{f}": v for s, t in tables.items() for f, v in t.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.save_arrays(path, arrays)
+        run_dir.mark_cached(key_file, key)
+    tables = {}
+    for name, values in arrays.items():
+        table, feature = name.rsplit("/", 2)[0], "/".join(name.rsplit("/", 2)[1:])
+        tables.setdefault(table, {})[feature] = values
+    return tables
+
+
+def families(features: list[str]) -> dict[str, list[str]]:
+    """Feature lists of the flow family, the VAE family and all together."""
+    flow = [f for f in features if f.startswith(FLOW + "/")]
+    vae = [f for f in features if not f.startswith(FLOW + "/")]
+    return {"flow": flow, "vae": vae, "all": flow + vae}
+
+
+def single_detectors(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The published detectors of :data:`SINGLE` that the table's models have."""
+    models = sorted({f.split("/")[0] for f in table})
+    out = {}
+    for model in models:
+        for label, score in SINGLE.items():
+            flow_detector = label.startswith(FLOW_ONLY)
+            if flow_detector != (model == FLOW) and label != "typicality":
+                continue
+            out[f"{label} ({model})"] = score(table, model)
+    return out
+
+
+def evaluate(config, tables: dict[str, dict]) -> dict:
+    """DoSE per family and method, the published detectors and the ablation."""
+    dc = config.dose
+    oods = [s for s in tables if s.startswith("ood/")]
+
+    def auroc_table(scores, with_ci=True):
+        return {
+            ood.removeprefix("ood/"): metrics.summary(
+                scores["id_test"],
+                scores[ood],
+                ci_resamples=dc.ci_resamples if with_ci else 0,
+                seed=config.seed,
+            )
+            for ood in oods
+        }
+
+    def detector(method):
+        return detectors.density_of_states(
+            method, ridge=dc.ridge, num_components=dc.num_components
+        )
+
+    groups = families(sorted(tables[FIT]))
+    out = {"name": config.name, "features": groups, "sizes": {}, "dose": {}}
+    out["sizes"] = {s: len(next(iter(t.values()))) for s, t in tables.items()}
+    for method in (dc.method, dc.alternative):
+        out["dose"][method] = {
+            family: auroc_table(fit_and_score(tables, features, detector(method)))
+            for family, features in groups.items()
+            if features
+        }
+    per_set = {s: single_detectors(t) for s, t in tables.items() if s != FIT}
+    out["single"] = {
+        d: auroc_table({s: per_set[s][d] for s in per_set}) for d in per_set["id_test"]
+    }
+    kde, everything = detector(dc.method), groups["all"]
+    auroc = lambda scores: {  # noqa: E731
+        o: m["auroc"] for o, m in auroc_table(scores, with_ci=False).items()
+    }
+    out["ablation"] = {
+        "single_feature": {
+            f: auroc(fit_and_score(tables, [f], kde)) for f in everything
+        },
+        "drop_one": {
+            f: auroc(fit_and_score(tables, [g for g in everything if g != f], kde))
+            for f in everything
+        },
+    }
+    return out
+
+
+def run(config, workdir: Path, mode: str, command: str) -> None:
+    """``train`` (restore or train every model) | ``score`` | ``report`` | ``all``."""
+    if mode == "lid":
+        raise SystemExit("--mode lid needs a flow config (glow_fmnist.py).")
+    settings = list(config.data.ood)
+    if mode == "train":
+        for setting in settings:
+            restore_models(config, workdir, setting)
+        return
+    results = {"name": config.name, "command": command, "settings": {}}
+    for setting in settings:
+        tables = cached_statistics(config, workdir, setting)
+        results["settings"][setting] = evaluate(config, tables)
+    run_dir.write_json(workdir / "results.json", results)
+    if mode in ("report", "all"):
+        print(report.dose_report(config, workdir, results, command))
