@@ -15,6 +15,7 @@ same images. Fitting reads the ``fit`` table alone: :func:`fit_and_score`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -210,8 +211,30 @@ def single_detectors(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate(config, tables: dict[str, dict]) -> dict:
-    """DoSE per family and method, the published detectors and the ablation."""
+def asymmetry_quartiles(flipped: np.ndarray, score_in, score_out) -> list[dict]:
+    """AUROC of the ID test images against each quarter of the flipped images, by
+    their vertical asymmetry ``mean |x − flip(x)| / 255``: the flip of a nearly
+    symmetric image is close to an in-distribution image."""
+    x = flipped.astype(np.float64) / 255
+    asymmetry = np.mean(np.abs(x - x[:, ::-1]), axis=(1, 2, 3))
+    edges = np.quantile(asymmetry, [0.0, 0.25, 0.5, 0.75, 1.0])
+    out = []
+    for low, high in itertools.pairwise(edges):
+        member = (asymmetry >= low) & (asymmetry <= high)
+        out.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "n": int(member.sum()),
+                "auroc": metrics.auroc(score_in, score_out[member]),
+            }
+        )
+    return out
+
+
+def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> dict:
+    """DoSE per family and method, the published detectors, the ablation and, for
+    vertically flipped sets, the AUROC by the flipped images' asymmetry."""
     dc = config.dose
     oods = [s for s in tables if s.startswith("ood/")]
 
@@ -234,12 +257,22 @@ def evaluate(config, tables: dict[str, dict]) -> dict:
     groups = families(sorted(tables[FIT]))
     out = {"name": config.name, "features": groups, "sizes": {}, "dose": {}}
     out["sizes"] = {s: len(next(iter(t.values()))) for s, t in tables.items()}
-    for method in (dc.method, dc.alternative):
-        out["dose"][method] = {
-            family: auroc_table(fit_and_score(tables, features, detector(method)))
-            for family, features in groups.items()
-            if features
-        }
+    scores = {
+        (method, family): fit_and_score(tables, features, detector(method))
+        for method in (dc.method, dc.alternative)
+        for family, features in groups.items()
+        if features
+    }
+    for (method, family), per_set in scores.items():
+        out["dose"].setdefault(method, {})[family] = auroc_table(per_set)
+    primary = scores[dc.method, "all"]
+    out["flip_asymmetry"] = {
+        ood.removeprefix("ood/"): asymmetry_quartiles(
+            images[ood], primary["id_test"], primary[ood]
+        )
+        for ood in oods
+        if ood.endswith("_vflip")
+    }
     per_set = {s: single_detectors(t) for s, t in tables.items() if s != FIT}
     out["single"] = {
         d: auroc_table({s: per_set[s][d] for s in per_set}) for d in per_set["id_test"]
@@ -272,7 +305,8 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
     results = {"name": config.name, "command": command, "settings": {}}
     for setting in settings:
         tables = cached_statistics(config, workdir, setting)
-        results["settings"][setting] = evaluate(config, tables)
+        images = load_images(config, setting)
+        results["settings"][setting] = evaluate(config, tables, images)
     run_dir.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
         print(report.dose_report(config, workdir, results, command))

@@ -72,6 +72,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.flow_workdirs = ml_collections.ConfigDict(dict(fashion_mnist="", mnist_5k=""))
         c.flow.mnist_5k.checkpoints = ""
         c.vae_workdir = ""
+        c.data.ood.fashion_mnist = (
+            *c.data.ood.fashion_mnist,
+            "fashion_mnist_vflip:test",
+        )
         c.data.num_fit = 64
         c.data.max_eval = 32
         c.dose.vae_samples = 8
