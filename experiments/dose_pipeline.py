@@ -41,7 +41,6 @@ SINGLE: dict[str, Callable[[Mapping, str], np.ndarray]] = {
 }
 FLOW_ONLY = ("Glow", "ratio", "input complexity", "KLODS")
 FLOW_STAGES = ("id", "general")  # the flows whose statistics are features
-STATISTICS_KEYS = ("vae_samples", "vae_chunk", "codec")
 
 
 def _last_scale(table: Mapping, model: str) -> int:
@@ -79,25 +78,25 @@ def load_images(config, setting: str) -> dict[str, np.ndarray]:
     }
 
 
-def _folder(configured: str, workdir: Path, name: str) -> Path:
-    return run_dir.resolve(configured) if configured else workdir / name
-
-
-def restore_models(config, workdir: Path, setting: str) -> dict:
-    """The trained models of one setting (trained where missing):
-    ``{"glow": (model, {"id", "general"}), kind: (model, params), ...}``."""
-    flow = config.flow[setting]
-    folder = _folder(config.flow_workdirs[setting], workdir, f"flow_{setting}")
-    params = flow_pipeline.train_all(flow, folder, flow_pipeline.load_sets(flow))
+def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
+    """The trained models of one setting (trained where missing),
+    ``{"glow": (model, {"id", "general"}), kind: (model, params)}``, and their
+    training summaries. An empty configured folder is a sub-folder of ``workdir``."""
+    folder = lambda f, name: run_dir.resolve(f) if f else workdir / name  # noqa: E731
+    flow, vae = config.flow[setting], config.vae
+    flow_dir = folder(config.flow_workdirs[setting], f"flow_{setting}")
+    params = flow_pipeline.train_all(flow, flow_dir, flow_pipeline.load_sets(flow))
     models = {FLOW: (flow_pipeline.build_model(flow), params)}
-    vae_dir = _folder(config.vae_workdir, workdir, "vae")
-    vae_sets = vae_pipeline.load_sets(config.vae, setting)
-    for kind in config.vae.models:
-        models[kind] = (
-            vae_pipeline.build_model(config.vae, kind),
-            vae_pipeline.train_model(config.vae, vae_dir, setting, kind, vae_sets),
-        )
-    return models
+    summaries = {FLOW: {s: run_dir.stage_summary(flow_dir / s) for s in FLOW_STAGES}}
+    vae_dir, vae_sets = (
+        folder(config.vae_workdir, "vae"),
+        vae_pipeline.load_sets(vae, setting),
+    )
+    for kind in vae.models:
+        p = vae_pipeline.train_model(vae, vae_dir, setting, kind, vae_sets)
+        models[kind] = (vae_pipeline.build_model(vae, kind), p)
+        summaries[kind] = run_dir.stage_summary(vae_dir / setting / kind)
+    return models, summaries
 
 
 def _model_statistics(config, name, model, params, x, key, desc) -> dict:
@@ -152,50 +151,31 @@ def statistics(config, images: dict, models: dict) -> dict[str, dict]:
 
 def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
     """:func:`statistics` of one setting, cached in ``<setting>/statistics.npz``
-    against the data, scoring settings and every model's training summary."""
-    models = restore_models(config, workdir, setting)
-    folders = {
-        FLOW: _folder(config.flow_workdirs[setting], workdir, f"flow_{setting}"),
-        **{
-            k: _folder(config.vae_workdir, workdir, "vae") / setting / k
-            for k in config.vae.models
-        },
-    }
+    against the data, the statistics' settings and every model's training."""
+    models, summaries = restore_models(config, workdir, setting)
+    dc = config.dose
     key = run_dir.as_json(
         {
             "seed": config.seed,
             "data": config.data.to_dict(),
-            "statistics": {k: config.dose[k] for k in STATISTICS_KEYS},
-            "models": {
-                FLOW: {
-                    s: run_dir.stage_summary(folders[FLOW] / s) for s in FLOW_STAGES
-                },
-                **{k: run_dir.stage_summary(folders[k]) for k in config.vae.models},
-            },
+            "statistics": [dc.vae_samples, dc.vae_chunk, dc.codec],
+            "models": summaries,
         }
     )
     path = workdir / setting / "statistics.npz"
     key_file = path.with_name("statistics_key.json")
-    if run_dir.is_cached(key_file, key, [path]):
-        arrays = dict(np.load(path))
-    else:
+    if not run_dir.is_cached(key_file, key, [path]):
         tables = statistics(config, load_images(config, setting), models)
-        arrays = {f"{s}/{f}": v for s, t in tables.items() for f, v in t.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        run_dir.save_arrays(path, arrays)
+        run_dir.save_arrays(
+            path, {f"{s}|{f}": v for s, t in tables.items() for f, v in t.items()}
+        )
         run_dir.mark_cached(key_file, key)
     tables = {}
-    for name, values in arrays.items():
-        table, feature = name.rsplit("/", 2)[0], "/".join(name.rsplit("/", 2)[1:])
+    for name, values in np.load(path).items():
+        table, feature = name.split("|")
         tables.setdefault(table, {})[feature] = values
     return tables
-
-
-def families(features: list[str]) -> dict[str, list[str]]:
-    """Feature lists of the flow family, the VAE family and all together."""
-    flow = [f for f in features if f.startswith(FLOW + "/")]
-    vae = [f for f in features if not f.startswith(FLOW + "/")]
-    return {"flow": flow, "vae": vae, "all": flow + vae}
 
 
 def single_detectors(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -218,18 +198,13 @@ def asymmetry_quartiles(flipped: np.ndarray, score_in, score_out) -> list[dict]:
     x = flipped.astype(np.float64) / 255
     asymmetry = np.mean(np.abs(x - x[:, ::-1]), axis=(1, 2, 3))
     edges = np.quantile(asymmetry, [0.0, 0.25, 0.5, 0.75, 1.0])
-    out = []
-    for low, high in itertools.pairwise(edges):
-        member = (asymmetry >= low) & (asymmetry <= high)
-        out.append(
-            {
-                "low": float(low),
-                "high": float(high),
-                "n": int(member.sum()),
-                "auroc": metrics.auroc(score_in, score_out[member]),
-            }
-        )
-    return out
+    quarter = np.searchsorted(edges[1:-1], asymmetry, side="right")  # 0..3, once each
+    member = [quarter == q for q in range(4)]
+    return [
+        {"low": float(a), "high": float(b), "n": int(m.sum()),
+         "auroc": metrics.auroc(score_in, score_out[m])}
+        for (a, b), m in zip(itertools.pairwise(edges), member, strict=True)
+    ]  # fmt: skip
 
 
 def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> dict:
@@ -254,7 +229,9 @@ def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> 
             method, ridge=dc.ridge, num_components=dc.num_components
         )
 
-    groups = families(sorted(tables[FIT]))
+    flow = [f for f in sorted(tables[FIT]) if f.startswith(FLOW + "/")]
+    vae = [f for f in sorted(tables[FIT]) if f not in flow]
+    groups = {"flow": flow, "vae": vae, "all": flow + vae}
     out = {"name": config.name, "features": groups, "sizes": {}, "dose": {}}
     out["sizes"] = {s: len(next(iter(t.values()))) for s, t in tables.items()}
     scores = {
@@ -299,9 +276,7 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         raise SystemExit("--mode lid needs a flow config (glow_fmnist.py).")
     settings = list(config.data.ood)
     if mode == "train":
-        for setting in settings:
-            restore_models(config, workdir, setting)
-        return
+        return [restore_models(config, workdir, setting) for setting in settings]
     results = {"name": config.name, "command": command, "settings": {}}
     for setting in settings:
         tables = cached_statistics(config, workdir, setting)

@@ -183,22 +183,19 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
 
 
 def dose_report(config, workdir: Path, results: dict, command: str) -> str:
-    """Writes ``report.md`` with the DoSE tables and a bar chart of the single-
+    """Writes ``report.md`` with the DoSE tables and a heat map of the single-
     feature AUROCs; returns the combined rows for stdout."""
     for setting, s in results["settings"].items():
         single = s["ablation"]["single_feature"]
         oods = list(next(iter(single.values())))
-        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(single)), 3.5))
-        width = 0.8 / len(oods)
-        for i, ood in enumerate(oods):
-            values = [v[ood] for v in single.values()]
-            ax.bar(np.arange(len(single)) + i * width, values, width, label=ood)
-        ax.axhline(0.5, color="grey", ls=":")
-        ax.set_xticks(
-            np.arange(len(single)) + 0.4, list(single), rotation=90, fontsize=6
-        )
-        ax.set(ylabel="AUROC, 1-D DoSE", ylim=(0, 1), title=f"{setting}: one feature")
-        ax.legend(fontsize=6)
+        grid = np.array([[v[o] for o in oods] for v in single.values()])
+        fig, ax = plt.subplots(figsize=(3 + 1.1 * len(oods), 1.2 + 0.22 * len(single)))
+        ax.imshow(grid, cmap="RdBu_r", vmin=0, vmax=1, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(oods)), oods, rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(len(single)), list(single), fontsize=6)
+        ax.set_title(f"{setting}: AUROC of DoSE on one feature", fontsize=8)
         save_figure(fig, workdir / f"single_features_{setting}.png")
     block = tables.dose_block(results, command, "results.json")
     figures = "".join(

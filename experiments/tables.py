@@ -237,9 +237,8 @@ def dose_block(r: dict, command: str, file: str) -> str:
             for m, fams in s["dose"].items()
             for family, per in fams.items()
         ]
-        best = [
-            max(s["single"], key=lambda d: s["single"][d][o]["auroc"]) for o in oods
-        ]
+        best = [max(s["single"], key=lambda d: s["single"][d][o]["auroc"])
+                for o in oods]  # fmt: skip
         rows.append(["best published single detector"]
                     + [f"{interval(s['single'][d][o])}: {d}"
                        for d, o in zip(best, oods, strict=True)])  # fmt: skip
@@ -262,20 +261,12 @@ def dose_block(r: dict, command: str, file: str) -> str:
         if anchors:
             parts.append(md_table("pair | method | AUROC | source", anchors))
         for ood, quarters in s.get("flip_asymmetry", {}).items():
+            quarters = [[f"{q['low']:.3f} – {q['high']:.3f}", q["n"],
+                         f"{q['auroc']:.3f}"] for q in quarters]  # fmt: skip
             parts += [
                 f"DoSE ({method}, all families) on {ood} by the flipped image's "
                 "vertical asymmetry, mean |x − flip(x)| / 255, in quarters:",
-                md_table(
-                    "asymmetry | images | AUROC",
-                    [
-                        [
-                            f"{q['low']:.3f} – {q['high']:.3f}",
-                            q["n"],
-                            f"{q['auroc']:.3f}",
-                        ]
-                        for q in quarters
-                    ],
-                ),
+                md_table("asymmetry | images | AUROC", quarters),
             ]
         parts += [
             f"Ablation of DoSE ({method}, all families): AUROC without one feature, "

@@ -206,6 +206,8 @@ def test_density_of_states_results(runs):
             features
         )
         assert set(r["ablation"]["drop_one"]) == set(features)
+    quarters = results["settings"]["fashion_mnist"]["flip_asymmetry"]
+    assert [q["n"] for q in quarters["fashion_mnist_vflip"]] == [8, 8, 8, 8]
     report = (workdir / "report.md").read_text()
     assert "| DoSE (kde), all (27 features) |" in report
     assert (workdir / "single_features_mnist_5k.png").stat().st_size > 0

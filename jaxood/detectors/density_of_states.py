@@ -250,38 +250,19 @@ def density_of_states(
         log_det_whiten = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(whiten))))
         points = z @ whiten.T
         empty = jnp.zeros((0,), table.dtype)
+        state = functools.partial(
+            DensityState, names, method, mean, std, whiten, log_det_whiten
+        )
         if method == "kde":
             loo, bandwidths = _leave_one_out(points, jnp.asarray(BANDWIDTH_FACTORS))
             best = jnp.argmax(loo)
-            return DensityState(
-                names,
-                method,
-                mean,
-                std,
-                whiten,
-                log_det_whiten,
-                points,
-                bandwidths[best],
-                empty,
-                empty,
-                loo[best] + log_det_whiten,
-            )
+            fit_log_lik = loo[best] + log_det_whiten
+            return state(points, bandwidths[best], empty, empty, fit_log_lik)
         key = jax.random.key(0) if key is None else key
         means, chol, log_w = _em(points, key, num_components, em_steps, ridge)
         log_q = jax.vmap(lambda w: _mixture_log_density(means, chol, log_w, w))(points)
-        return DensityState(
-            names,
-            method,
-            mean,
-            std,
-            whiten,
-            log_det_whiten,
-            means,
-            jnp.zeros((), table.dtype),
-            chol,
-            log_w,
-            jnp.mean(log_q) + log_det_whiten,
-        )
+        no_bandwidth = jnp.zeros((), table.dtype)
+        return state(means, no_bandwidth, chol, log_w, jnp.mean(log_q) + log_det_whiten)
 
     def score(state: DensityState, stats: Mapping[str, Array]) -> Array:
         if not isinstance(stats, Mapping) or set(stats) != set(state.names):
