@@ -28,8 +28,9 @@ def map_batches(
 
     The last batch is padded with copies of its final element so that every call
     has the same shape (one compilation); the padded rows are dropped from the
-    outputs. Outputs stay on the device until the end, where they are concatenated
-    and copied to the host in one transfer.
+    outputs; a set smaller than ``batch_size`` runs as one batch of its own size.
+    Outputs stay on the device until the end, where they are concatenated and
+    copied to the host in one transfer.
 
     Args:
         fn: returns a pytree of arrays with a leading batch axis of ``batch_size``.
@@ -51,6 +52,7 @@ def map_batches(
     n = len(x)
     if n == 0:
         raise ValueError(f"{desc}: x is empty (no examples).")
+    batch_size = min(batch_size, n)  # a small set is one batch, not padded up
     outputs = []
     starts = range(0, n, batch_size)
     for i, start in enumerate(tqdm(starts, desc=desc, leave=False, disable=None)):

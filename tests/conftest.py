@@ -1,9 +1,8 @@
 """Shared pytest setup: strict rank promotion, float32, a PRNG key fixture."""
 
 import os
-
-import jax
-import pytest
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The suite is dominated by XLA compilation of small programs, not by running
@@ -15,6 +14,20 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
+# Many tests compile the same programs (the smoke Glow's train step and scoring in
+# the pipeline tests and in their subprocesses, the shipped Glow in the API tests
+# and the Quickstart): one compilation cache on disk for the two make-test workers
+# and every subprocess. Keys hold the program, the XLA flags and the jax version,
+# so a stale entry is never used. Set before jax is imported (it reads JAX_*).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(Path(tempfile.gettempdir()) / f"jaxood-tests-xla-cache-{os.getuid()}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+import jax
+import pytest
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 

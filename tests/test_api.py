@@ -321,6 +321,11 @@ def test_map_batches_copies_to_the_host_once(monkeypatch):
     assert isinstance(out["double"], np.ndarray) and out["double"].shape == (10, 1)
     np.testing.assert_array_equal(out["double"][:, 0], 2.0 * np.arange(10))
     np.testing.assert_array_equal(out["index"], [0] * 4 + [1] * 4 + [2] * 2)
+    shapes = []  # a set smaller than one batch is not padded up to it
+    batching.map_batches(
+        lambda i, b: shapes.append(b.shape) or jnp.asarray(b), x[:3], 4
+    )
+    assert shapes == [(3, 1)]
 
 
 def test_no_module_imports_a_private_name_of_another_subpackage():

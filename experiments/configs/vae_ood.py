@@ -90,6 +90,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.settings.fashion_mnist.steps = 4
         c.settings.mnist_5k.steps = 4
         c.models.hyperspherical.hidden = (32, 16)
+        c.train.batch_size = 16
         c.train.log_every = 2
         c.train.eval_every = 4
         c.train.checkpoint_every = 4
