@@ -18,6 +18,7 @@ __all__ = [
     "flows",
     "lid",
     "metrics",
+    "parallel",
     "train",
     "vae",
 ]
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real modules
         lid,
         metrics,
         nets,
+        parallel,
         train,
         vae,
     )

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxood import parallel
+
 
 def _join(*parts: Any) -> Any:
     if all(isinstance(p, np.ndarray) for p in parts):
@@ -23,6 +25,7 @@ def map_batches(
     batch_size: int,
     *,
     desc: str = "batches",
+    mesh=None,
 ):
     """``fn(batch_index, batch)`` over consecutive batches of ``x``, outputs joined.
 
@@ -37,6 +40,9 @@ def map_batches(
         x: array with a leading example axis.
         batch_size: examples per call.
         desc: progress-bar label.
+        mesh: a ``jaxood.parallel.data_mesh``: each batch is split over its
+            devices (``batch_size`` is rounded up to a multiple of the device count;
+            the padding is dropped as above).
 
     Returns:
         The pytree of ``fn``'s outputs as numpy arrays concatenated over batches,
@@ -53,6 +59,9 @@ def map_batches(
     if n == 0:
         raise ValueError(f"{desc}: x is empty (no examples).")
     batch_size = min(batch_size, n)  # a small set is one batch, not padded up
+    if mesh is not None:
+        devices = mesh.shape[parallel.AXIS]
+        batch_size = -(-batch_size // devices) * devices
     outputs = []
     starts = range(0, n, batch_size)
     for i, start in enumerate(tqdm(starts, desc=desc, leave=False, disable=None)):
@@ -61,6 +70,8 @@ def map_batches(
         if real < batch_size:
             pad = np.repeat(np.asarray(batch[-1:]), batch_size - real, axis=0)
             batch = np.concatenate([np.asarray(batch), pad])
+        if mesh is not None:
+            batch = parallel.shard_batch(mesh, batch)
         outputs.append(fn(i, batch))
         if len(outputs) > 1:
             # Wait for the previous batch (no copy): keeps one batch in flight

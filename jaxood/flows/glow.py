@@ -191,7 +191,11 @@ class Glow:
                 log_det = log_det + d
             return (h, log_det), None
 
-        init = (h, jnp.zeros(h.shape[:1], h.dtype))
+        # Log-determinants accumulate in float32 at least, whatever the dtype of h
+        # (a bfloat16 carry would not match the float32 terms of the bijectors).
+        # zeros_like keeps the batch axis's sharding (a scan carry must not change).
+        dtype = jnp.promote_types(h.dtype, jnp.float32)
+        init = (h, jnp.zeros_like(h[:, 0, 0, 0], dtype=dtype))
         unroll = self.config.steps_per_scale if self.config.scan_unroll else 1
         (h, log_det), _ = jax.lax.scan(
             body, init, steps, reverse=inverse, unroll=unroll

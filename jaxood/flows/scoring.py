@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from jax.experimental import checkify
 
-from jaxood import checks
+from jaxood import checks, parallel
 from jaxood.batching import map_batches
 from jaxood.data.preprocess import to_model_space
 from jaxood.flows.glow import Glow, latents_to_image, log_prob
@@ -29,6 +29,7 @@ def log_prob_images(
     batch_size: int = 256,
     desc: str = "log p",
     with_latents: bool = False,
+    mesh=None,
 ) -> dict[str, np.ndarray]:
     """log p of uint8 images at their bin midpoints (deterministic evaluation).
 
@@ -45,6 +46,8 @@ def log_prob_images(
         with_latents: also return the standardised latents (float32): in image
             layout as ``"latents"`` ``(N, H, W, C)`` and per scale as
             ``"latents_0"`` … ``"latents_{L-1}"``.
+        mesh: a ``jaxood.parallel.data_mesh``: every batch is split over its
+            devices (params are replicated onto it).
 
     Returns:
         ``{"total": (N,), "per_scale": (N, L)}`` in nats, float64 numpy, plus the
@@ -81,7 +84,9 @@ def log_prob_images(
             out.update({f"latents_{i}": u for i, u in enumerate(lp.latents)})
         return out
 
-    out = map_batches(one, images, batch_size, desc=desc)
+    if mesh is not None:
+        params = parallel.replicate(mesh, params)
+    out = map_batches(one, images, batch_size, desc=desc, mesh=mesh)
     checks.throw(pending.pop())
     for k in ("total", "per_scale"):
         out[k] = out[k].astype(np.float64)

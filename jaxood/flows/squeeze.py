@@ -16,24 +16,22 @@ import dataclasses
 import jax.numpy as jnp
 
 from jaxood.flows.bijector import Bijector
+from jaxood.parallel import reshape_batch
 from jaxood.typing import Array, Params, PRNGKey
 
 
 def squeeze(x: Array) -> Array:
     """``(B, H, W, C) -> (B, H/2, W/2, 4C)``."""
     b, h, w, c = x.shape
-    x = x.reshape(b, h // 2, 2, w // 2, 2, c)
-    x = x.transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h // 2, w // 2, 4 * c)
+    x = reshape_batch(x, (b, h // 2, 2, w // 2, 2, c)).transpose(0, 1, 3, 2, 4, 5)
+    return reshape_batch(x, (b, h // 2, w // 2, 4 * c))
 
 
 def unsqueeze(x: Array) -> Array:
     """Inverse of :func:`squeeze`: ``(B, H, W, 4C) -> (B, 2H, 2W, C)``."""
     b, h, w, c4 = x.shape
-    c = c4 // 4
-    x = x.reshape(b, h, w, 2, 2, c)
-    x = x.transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, 2 * h, 2 * w, c)
+    x = reshape_batch(x, (b, h, w, 2, 2, c4 // 4)).transpose(0, 1, 3, 2, 4, 5)
+    return reshape_batch(x, (b, 2 * h, 2 * w, c4 // 4))
 
 
 @dataclasses.dataclass(frozen=True)

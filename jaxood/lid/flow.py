@@ -19,6 +19,7 @@ from jaxood import checks
 from jaxood.flows.glow import Glow, encode
 from jaxood.lid.quadrature import SpectralQuadrature, check_counts, slq
 from jaxood.lid.spectrum import Spectrum, jacobian_spectrum
+from jaxood.parallel import map_per_shard
 from jaxood.typing import Array, Params, PRNGKey
 
 
@@ -65,8 +66,7 @@ def _flow_spectra(
     def one(z):
         return jacobian_spectrum(decode, z, chunk_size=chunk_size, vectors=vectors)
 
-    spectrum = jax.lax.map(one, z0)
-    return spectrum, z0
+    return map_per_shard(one, z0), z0  # each device its own images
 
 
 _STATIC = ("chunk_size", "vectors")

@@ -1,0 +1,120 @@
+"""Data parallelism on 4 forced host devices (a subprocess: the device count is
+fixed when the backend starts): sharded results equal single-device ones, outputs
+stay sharded, meshes from ``jax.make_mesh`` (explicit axes) and ``Mesh(...)``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jaxood import flows, lid, parallel
+
+assert jax.device_count() == 4
+out = {}
+model = flows.Glow(flows.GlowConfig(image_shape=(8, 8, 1), num_scales=2,
+                                    steps_per_scale=2, hidden=8))
+params = model.random_params(jax.random.key(0))
+x = jax.random.uniform(jax.random.key(1), (8, 8, 8, 1), minval=-0.5, maxval=0.5)
+ref = flows.log_prob(model, params, x).total
+rel = lambda a, b: float(jnp.max(jnp.abs(a - b) / jnp.abs(b)))
+
+explicit = parallel.data_mesh()
+auto = Mesh(np.array(jax.devices()), ("data",))
+for name, mesh in (("explicit", explicit), ("auto", auto)):
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    lp = flows.log_prob(model, parallel.replicate(mesh, params), xs).total
+    out[f"log_prob_{name}"] = rel(lp, ref)
+    out[f"log_prob_{name}_devices"] = len(lp.sharding.device_set)
+    out[f"log_prob_{name}_spec"] = str(lp.sharding.spec)
+out["describe"] = parallel.describe(explicit)
+
+# shard_map over the pure function, on a sharded batch.
+xs = parallel.shard_batch(explicit, x)
+per_device = jax.shard_map(lambda v: flows.log_prob(model, params, v).total,
+                           mesh=explicit, in_specs=P("data"), out_specs=P("data"))
+out["shard_map"] = rel(jax.jit(per_device)(xs), ref)
+
+# A set of 10 images in batches of 6 on 4 devices: batches round up to 8, the
+# last one is padded, nothing is dropped.
+images = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 1), dtype=np.uint8)
+single = flows.log_prob_images(model, params, images, batch_size=6)
+sharded = flows.log_prob_images(model, params, images, batch_size=6, mesh=explicit)
+out["images_shape"] = list(sharded["total"].shape)
+out["images"] = float(np.max(np.abs(sharded["total"] - single["total"])
+                             / np.abs(single["total"])))
+
+# LID spectra: each device its own images, the output sharded like the input.
+spectra = lid.flow_spectra(model, params, x[:4])
+for name, mesh in (("explicit", explicit), ("auto", auto)):
+    xs = jax.device_put(x[:4], NamedSharding(mesh, P("data")))
+    got = lid.flow_spectra(model, params, xs)
+    pairs = zip(jax.tree.leaves(got), jax.tree.leaves(spectra))
+    out[f"spectra_{name}"] = max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs)
+    out[f"spectra_{name}_spec"] = str(jax.tree.leaves(got)[0].sharding.spec)
+
+try:
+    parallel.shard_batch(explicit, x[:6])
+except ValueError as error:
+    out["bad_batch"] = str(error)
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def results():
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+        + " --xla_force_host_platform_device_count=4",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
+    return json.loads(line.removeprefix("RESULT"))
+
+
+@pytest.mark.parametrize("mesh", ["explicit", "auto"])
+def test_sharded_log_prob_equals_single_device(results, mesh):
+    assert results[f"log_prob_{mesh}"] < 1e-5
+    assert results[f"log_prob_{mesh}_devices"] == 4
+
+
+def test_outputs_keep_the_batch_sharding_on_explicit_meshes(results):
+    assert results["log_prob_explicit_spec"] == "P('data',)"
+    assert results["spectra_explicit_spec"].startswith("P('data',")
+    assert "4 device(s)" in results["describe"]
+
+
+def test_shard_map_of_log_prob(results):
+    assert results["shard_map"] < 1e-5
+
+
+def test_a_ragged_set_gives_the_single_device_scores(results):
+    assert results["images_shape"] == [10]
+    assert results["images"] < 1e-5
+
+
+@pytest.mark.parametrize("mesh", ["explicit", "auto"])
+def test_lid_spectra_are_identical(results, mesh):
+    assert results[f"spectra_{mesh}"] < 1e-5
+
+
+def test_a_batch_that_does_not_split_is_a_clear_error(results):
+    assert "a batch of 6 does not split over 4 devices" in results["bad_batch"]
