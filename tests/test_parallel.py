@@ -21,7 +21,7 @@ from jaxood import flows, lid, parallel
 assert jax.device_count() == 4
 out = {}
 model = flows.Glow(flows.GlowConfig(image_shape=(8, 8, 1), num_scales=2,
-                                    steps_per_scale=2, hidden=8))
+                                    steps_per_scale=2, hidden=8))  # = _model()
 params = model.random_params(jax.random.key(0))
 x = jax.random.uniform(jax.random.key(1), (8, 8, 8, 1), minval=-0.5, maxval=0.5)
 ref = flows.log_prob(model, params, x).total
@@ -61,6 +61,35 @@ for name, mesh in (("explicit", explicit), ("auto", auto)):
     out[f"spectra_{name}"] = max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs)
     out[f"spectra_{name}_spec"] = str(jax.tree.leaves(got)[0].sharding.spec)
 
+# Training: 5 steps with the batch split over the devices (params replicated)
+# against 5 on one device, from params restored from a 1-device checkpoint; the
+# sharded result is saved for the 1-device parent to restore.
+import os
+from jaxood import checkpoint, train
+start = checkpoint.load_params(os.environ["CKPT"] + "/start", params)
+optimizer = train.make_optimizer(1e-3, optimizer="adam")
+step = train.make_train_step(flows.losses.nll_loss(model), optimizer)
+batches = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 8, 1), dtype=np.uint8)
+finals = {}
+for name, mesh in (("single", None), ("explicit", explicit), ("auto", auto)):
+    state = train.init_state(jax.tree.map(jnp.asarray, start), optimizer)
+    if mesh is not None:
+        state = parallel.replicate(mesh, state)
+    for batch in batches:
+        if mesh is not None:
+            batch = parallel.shard_batch(mesh, batch)
+        state, _ = step(state, batch, jax.random.key(7))
+    finals[name] = state.params
+for name in ("explicit", "auto"):
+    pairs = zip(jax.tree.leaves(finals[name]), jax.tree.leaves(finals["single"]))
+    out[f"train_{name}"] = max(
+        float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in pairs)
+    out[f"train_{name}_replicated"] = all(
+        leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(finals[name]))
+checkpoint.save_params(os.environ["CKPT"] + "/trained", finals["explicit"])
+trained = flows.log_prob(model, finals["explicit"], x).total
+out["trained_log_p"] = np.asarray(trained).tolist()
+
 try:
     parallel.shard_batch(explicit, x[:6])
 except ValueError as error:
@@ -70,9 +99,31 @@ print("RESULT" + json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def results():
+def checkpoints(tmp_path_factory):
+    """A 1-device checkpoint for the 4-device run to start from."""
+    import jax
+
+    from jaxood import checkpoint
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    checkpoint.save_params(folder / "start", _model().random_params(jax.random.key(5)))
+    return folder
+
+
+def _model():
+    from jaxood import flows
+
+    config = flows.GlowConfig(
+        image_shape=(8, 8, 1), num_scales=2, steps_per_scale=2, hidden=8
+    )
+    return flows.Glow(config)
+
+
+@pytest.fixture(scope="module")
+def results(checkpoints):
     env = {
         **os.environ,
+        "CKPT": str(checkpoints),
         "PYTHONPATH": str(ROOT),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
         + " --xla_force_host_platform_device_count=4",
@@ -118,3 +169,27 @@ def test_lid_spectra_are_identical(results, mesh):
 
 def test_a_batch_that_does_not_split_is_a_clear_error(results):
     assert "a batch of 6 does not split over 4 devices" in results["bad_batch"]
+
+
+@pytest.mark.parametrize("mesh", ["explicit", "auto"])
+def test_sharded_training_equals_single_device(results, mesh):
+    assert results[f"train_{mesh}"] < 1e-5
+    assert results[f"train_{mesh}_replicated"]
+
+
+def test_a_4_device_checkpoint_restores_on_one_device(results, checkpoints):
+    """Started from a 1-device checkpoint, trained on 4 devices, saved, restored
+    here on one: the same log-likelihoods."""
+    import jax
+    import numpy as np
+
+    from jaxood import checkpoint, flows
+
+    model = _model()
+    params = checkpoint.load_params(
+        checkpoints / "trained", model.random_params(jax.random.key(0))
+    )
+    x = jax.random.uniform(jax.random.key(1), (8, 8, 8, 1), minval=-0.5, maxval=0.5)
+    np.testing.assert_allclose(
+        flows.log_prob(model, params, x).total, results["trained_log_p"], rtol=1e-6
+    )
