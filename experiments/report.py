@@ -170,7 +170,8 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
     ax.legend()
     save_figure(fig, workdir / "scaling.png")
     for (setting, kind), p in params.items():
-        x = vae.sample(build_model(config, kind), p, jax.random.key(config.seed), 64)
+        num = config.report.num_samples
+        x = vae.sample(build_model(config, kind), p, jax.random.key(config.seed), num)
         plot_image_grid(np.asarray(np.round(np.asarray(x) * 255), np.uint8),
                         workdir / f"samples_{setting}_{kind}.png",
                         f"{kind} VAE on {setting}: decoder means")  # fmt: skip

@@ -85,6 +85,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.score.scaling_setting = "fashion_mnist"
     c.score.scaling_ood = "mnist_5k"
 
+    c.report = ml_collections.ConfigDict()
+    c.report.num_samples = 64  # decoder means per model in the report's grids
+
     if smoke:
         c.settings.fashion_mnist.ood = ("mnist_5k:all", "uniform_noise:test")
         c.settings.fashion_mnist.steps = 4
@@ -102,4 +105,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.score.regret_steps = 2
         c.score.regret_samples = 4
         c.score.scales = (1, 15)
+        c.report.num_samples = 8
     return c
