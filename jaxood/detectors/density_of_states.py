@@ -204,7 +204,9 @@ def density_of_states(
     """DoSE as a :class:`Detector` over tables of per-image statistics.
 
     Args:
-        method: ``"kde"`` (leave-one-out bandwidth) or ``"gmm"``.
+        method: ``"kde"`` (leave-one-out bandwidth; the fit holds the N × N
+            distances of the fit set: 16 MB at N = 2,000, 400 MB at N = 10,000)
+            or ``"gmm"``.
         ridge: added to the ID correlation matrix before whitening (and to each
             mixture component's covariance): exactly dependent features stay
             finite.
