@@ -33,7 +33,7 @@ run: data
 # Two pytest workers (pytest-xdist), one test file each at a time: the suite is
 # mostly single-threaded XLA compilation, so two workers on two cores took 755-797 s
 # where one took 1,147 s. TEST_WORKERS=0 runs it in one process. Workers and their
-# subprocesses share an XLA compilation cache in $TMPDIR (tests/conftest.py): 747 s
+# subprocesses share an XLA compilation cache in $TMPDIR (tests/conftest.py): 678 s
 # from a cold cache for 520 tests; the not-slow subset takes under 3 minutes warm.
 TEST_WORKERS ?= 2
 test: data
