@@ -27,24 +27,30 @@ from jaxood import data, detectors, metrics
 
 FIT = "fit"  # the table of ID training statistics; nothing else is fit on
 FLOW = "glow"  # the flow family's feature prefix; the VAEs use their model names
-# Published single detectors, recomputed from the statistics of the same images
-# (anomaly scores, higher = OOD): the column's best one is printed beside DoSE.
-SINGLE: dict[str, Callable[[Mapping, str], np.ndarray]] = {
-    "Glow −log p": lambda t, m: -t[f"{m}/log_p"],
-    "Glow final scale": lambda t, m: -t[f"{m}/lp_scale{_last_scale(t, m)}"],
-    "ratio to general Glow": lambda t, m: t[f"{m}/log_p_general"] - t[f"{m}/log_p"],
-    "input complexity": lambda t, m: t[f"{m}/complexity_png"],
-    "KLODS-R": lambda t, m: t[f"{m}/klods_tc"] + t[f"{m}/klods_dw"],
-    "IWAE −log p": lambda t, m: -t[f"{m}/log_p"],
-    "hole indicator": lambda t, m: t[f"{m}/hole"],
-    "typicality": lambda t, m: t[f"{m}/typicality"],
+# Published single detectors of each family, recomputed from one model's statistics
+# on the same images (anomaly scores, higher = OOD); the best of each column is
+# printed beside DoSE. Typicality applies to every model.
+TYPICALITY = {"typicality": lambda s: s["typicality"]}
+SINGLE: dict[str, dict[str, Callable[[Mapping], np.ndarray]]] = {
+    FLOW: {
+        "Glow −log p": lambda s: -s["log_p"],
+        "Glow final scale": lambda s: -s[f"lp_scale{_last_scale(s)}"],
+        "ratio to general Glow": lambda s: s["log_p_general"] - s["log_p"],
+        "input complexity": lambda s: s["complexity_png"],
+        "KLODS-R": lambda s: s["klods_tc"] + s["klods_dw"],
+        **TYPICALITY,
+    },
+    "vae": {
+        "IWAE −log p": lambda s: -s["log_p"],
+        "hole indicator": lambda s: s["hole"],
+        **TYPICALITY,
+    },
 }
-FLOW_ONLY = ("Glow", "ratio", "input complexity", "KLODS")
 FLOW_STAGES = ("id", "general")  # the flows whose statistics are features
 
 
-def _last_scale(table: Mapping, model: str) -> int:
-    return max(int(k.split("lp_scale")[1]) for k in table if f"{model}/lp_scale" in k)
+def _last_scale(stats: Mapping) -> int:
+    return max(int(k.removeprefix("lp_scale")) for k in stats if k.startswith("lp_"))
 
 
 def fit_and_score(
@@ -179,15 +185,14 @@ def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
 
 
 def single_detectors(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The published detectors of :data:`SINGLE` that the table's models have."""
-    models = sorted({f.split("/")[0] for f in table})
+    """The published detectors of :data:`SINGLE` for every model of the table."""
     out = {}
-    for model in models:
-        for label, score in SINGLE.items():
-            flow_detector = label.startswith(FLOW_ONLY)
-            if flow_detector != (model == FLOW) and label != "typicality":
-                continue
-            out[f"{label} ({model})"] = score(table, model)
+    for model in sorted({f.split("/")[0] for f in table}):
+        own = {
+            f.split("/", 1)[1]: v for f, v in table.items() if f.startswith(model + "/")
+        }
+        for label, score in SINGLE[FLOW if model == FLOW else "vae"].items():
+            out[f"{label} ({model})"] = score(own)
     return out
 
 
@@ -276,7 +281,9 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         raise SystemExit("--mode lid needs a flow config (glow_fmnist.py).")
     settings = list(config.data.ood)
     if mode == "train":
-        return [restore_models(config, workdir, setting) for setting in settings]
+        for setting in settings:
+            restore_models(config, workdir, setting)
+        return
     results = {"name": config.name, "command": command, "settings": {}}
     for setting in settings:
         tables = cached_statistics(config, workdir, setting)
