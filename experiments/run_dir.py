@@ -180,11 +180,13 @@ def fit(
     *,
     select: str = "best",
     description: str = "",
+    export: Callable[[train.TrainState], object] = lambda state: state.params,
 ) -> tuple[object, dict]:
     """``train.fit`` with the config's logging cadence; ``(params, summary)``.
 
     ``select`` picks the validation-best state (``"best"``) or the last one
-    (``"final"``). The summary has the steps, the selected step, the skipped steps
+    (``"final"``); ``export`` reads the params to keep from it (the diffusion
+    models keep their parameter average, ``train.ema_params(state.opt_state)``). The summary has the steps, the selected step, the skipped steps
     and the training time read from ``metrics.jsonl``.
     """
     tc = train_config
@@ -204,12 +206,12 @@ def fit(
         },
         description=description or run.name,
     )
-    params, step = state.params, num_steps
+    params, step = export(state), num_steps
     if select == "best":
         checkpoints = checkpoint.RunCheckpoints(run / "checkpoints")
         try:
             best = train.TrainState(*checkpoints.restore_best(state))
-            params, step = best.params, checkpoints.best_step()
+            params, step = export(best), checkpoints.best_step()
         finally:
             checkpoints.close()
     params = jax.tree.map(jnp.asarray, params)

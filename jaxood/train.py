@@ -77,6 +77,53 @@ def make_optimizer(
     return optax.chain(*parts)
 
 
+class EmaParamsState(NamedTuple):
+    """The exponential moving average of the parameters (inside the optimizer
+    state, so it is checkpointed, resumed and guarded with everything else)."""
+
+    ema: Params
+
+
+def with_ema(
+    optimizer: optax.GradientTransformation, decay: float
+) -> optax.GradientTransformation:
+    """``optimizer`` that also keeps ``ema ← decay · ema + (1 − decay) · params``.
+
+    The average is of the parameters after each update; it lives in the optimizer
+    state (read it with :func:`ema_params`), so a step that the non-finite guard
+    skips leaves it unchanged too. Diffusion models score with the average.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"EMA decay must lie in [0, 1), got {decay}.")
+
+    def init(params):
+        return EmaParamsState(jax.tree.map(lambda a: jnp.array(a, copy=True), params))
+
+    def update(updates, state, params=None):
+        new = optax.apply_updates(params, updates)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, new)
+        return updates, EmaParamsState(ema)
+
+    return optax.chain(optimizer, optax.GradientTransformation(init, update))
+
+
+def ema_params(opt_state: Any) -> Params:
+    """The parameter average kept by :func:`with_ema` in ``opt_state``."""
+    found = [
+        s
+        for s in jax.tree.leaves(
+            opt_state, is_leaf=lambda s: isinstance(s, EmaParamsState)
+        )
+        if isinstance(s, EmaParamsState)
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            f"opt_state holds {len(found)} parameter averages; build the optimizer "
+            "with jaxood.train.with_ema."
+        )
+    return found[0].ema
+
+
 def init_state(params: Params, optimizer: optax.GradientTransformation) -> TrainState:
     """A fresh state at step 0 holding a copy of ``params``.
 
