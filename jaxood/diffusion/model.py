@@ -143,14 +143,22 @@ def score(model: ScoreModel, params: Params, y: Array, t: Array) -> Array:
     return -model.network(params, y, t) / sigma
 
 
-def score_function(model: ScoreModel, params: Params):
-    """``score_fn(y, t)`` for ONE example ``y`` ``(H, W, C)`` and a scalar ``t``:
-    the form :func:`jaxood.diffusion.flipd` and the likelihood take."""
-
-    def score_fn(y: Array, t: Array) -> Array:
+@functools.cache
+def _one_example_score(model: ScoreModel):
+    def score_fn(params: Params, y: Array, t: Array) -> Array:
         return score(model, params, y[None], jnp.reshape(t, (1,)))[0]
 
     return score_fn
+
+
+def score_function(model: ScoreModel, params: Params) -> jax.tree_util.Partial:
+    """``score_fn(y, t)`` for ONE example ``y`` ``(H, W, C)`` and a scalar ``t``,
+    the form :func:`jaxood.diffusion.flipd` and the likelihood take.
+
+    A ``jax.tree_util.Partial`` holding ``params``: it passes through ``jit`` as an
+    argument, and the same model reuses one compiled program for any params.
+    """
+    return jax.tree_util.Partial(_one_example_score(model), params)
 
 
 def to_diffusion_space(images: Array, key: PRNGKey | None = None) -> Array:
