@@ -14,9 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from experiments import run_dir, vae_pipeline
-from jaxood import diffusion, train
+from experiments import report, run_dir, vae_pipeline
+from jaxood import batching, detectors, diffusion, metrics, train
 
 STAGE = "score_model"
 
@@ -94,4 +96,197 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         params[setting] = train_model(config, workdir, setting, sets[setting])
     if mode == "train":
         return
-    raise NotImplementedError("scoring: next commit")
+    results = {"name": config.name, "model": config.model.to_dict(), "settings": {}}
+    for setting in config.settings:
+        scores = score_sets(config, workdir, setting, sets[setting], params[setting])
+        summary = run_dir.stage_summary(workdir / setting / STAGE)
+        results["settings"][setting] = summarise(config, scores, summary)
+    run_dir.write_json(workdir / "results.json", results)
+    if mode in ("report", "all"):
+        samples = {
+            s: sample_images(config, params[s], config.report.num_samples)
+            for s in config.settings
+        }
+        print(report.diffusion_report(config, workdir, results, samples, command))
+
+
+def _likelihood(sc, model, score_fn, images, key, desc, *, tol=None):
+    """log p(y) (nats, diffusion space) and solver steps of uint8 ``images``."""
+    tol = tol or sc.ode_tolerance
+
+    def one(i, batch):
+        out = diffusion.ode_log_prob_batch(
+            score_fn,
+            diffusion.to_diffusion_space(batch),
+            jax.random.fold_in(key, i),
+            sde=model.sde,
+            t_min=model.config.t_min,
+            num_probes=sc.ode_probes,
+            rtol=tol,
+            atol=tol,
+        )
+        return out.log_prob, out.num_steps
+
+    return batching.map_batches(one, images, sc.batch_size, desc=desc)
+
+
+def _flipd(sc, model, score_fn, images, t0s, key, desc, num_probes):
+    """FLIPD ``(N, T)`` of uint8 ``images`` at every t0."""
+
+    def one(i, batch):
+        return diffusion.flipd_sweep(
+            score_fn,
+            diffusion.to_diffusion_space(batch),
+            t0s,
+            jax.random.fold_in(key, i),
+            sde=model.sde,
+            num_probes=num_probes,
+        )
+
+    return batching.map_batches(one, images, sc.batch_size, desc=desc)
+
+
+def curve_t0s(sc) -> np.ndarray:
+    return np.geomspace(sc.curve_t0_min, 1.0, sc.curve_points)
+
+
+def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
+    """Likelihood and FLIPD of every evaluation image; cached in ``scores.npz``.
+
+    t0 of the detectors: the fixed ``config.score.flipd_t0s`` and the knee of the
+    mean FLIPD-vs-t0 curve of the ID *validation* images (no OOD image decides it).
+    """
+    path = workdir / setting / "scores.npz"
+    key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
+    if run_dir.is_cached(key_file, wanted, [path]):
+        return dict(np.load(path))
+    sc, model = config.score, build_model(config)
+    score_fn = diffusion.score_function(model, jax.tree.map(jnp.asarray, params))
+    key = jax.random.key(config.seed + 1)
+    names = [k for k in sets if k != "id_train"]
+    grid = jnp.asarray(curve_t0s(sc), jnp.float32)
+    out = {"curve_t0s": np.asarray(grid)}
+    for i, name in enumerate(names):
+        images, k = sets[name][: sc.curve_images], jax.random.fold_in(key, i)
+        out[f"{name}/curve"] = _flipd(
+            sc, model, score_fn, images, grid, k, f"{name} curve", 1
+        )
+    knee = float(grid[diffusion.knee(grid, out["id_val/curve"].mean(0))])
+    t0s = np.array(sorted({*map(float, sc.flipd_t0s), knee}), np.float32)
+    out["t0s"], out["t0_knee"] = t0s, np.float32(knee)
+    for i, name in enumerate(names):
+        k = jax.random.fold_in(key, 100 + i)
+        out[f"{name}/log_p"], out[f"{name}/ode_steps"] = _likelihood(
+            sc, model, score_fn, sets[name], k, f"{name} log p"
+        )
+        out[f"{name}/flipd"] = _flipd(sc, model, score_fn, sets[name],
+                                      jnp.asarray(t0s), k, f"{name} FLIPD",
+                                      sc.flipd_probes)  # fmt: skip
+    reference = sets["id_test"][: sc.bpd_images]
+    out["id_test/log_p_tight"], out["id_test/ode_steps_tight"] = _likelihood(
+        sc, model, score_fn, reference, key, "bits/dim, tight", tol=sc.bpd_tolerance
+    )
+    run_dir.save_arrays(path, out)
+    run_dir.mark_cached(key_file, wanted)  # another scoring config is recomputed
+    return out
+
+
+def _bpd(log_p: np.ndarray, num_dims: int) -> np.ndarray:
+    return np.asarray(diffusion.bits_per_dim(jnp.asarray(log_p), num_dims))
+
+
+def summarise(config, scores: dict, training: dict) -> dict:
+    """Bits/dim, the FLIPD curves and every detector's AUROC with intervals."""
+    sc, num_dims = config.score, build_model(config).config.num_dims
+    sets = [k.removesuffix("/log_p") for k in scores if k.endswith("/log_p")]
+    oods = [s.removeprefix("ood/") for s in sets if s.startswith("ood/")]
+    t0s = [float(t) for t in scores["t0s"]]
+    knee = t0s.index(float(scores["t0_knee"]))
+    tight = _bpd(scores["id_test/log_p_tight"], num_dims)
+    scored = _bpd(scores["id_test/log_p"][: len(tight)], num_dims)
+    results = {
+        "training": training,
+        "sizes": {s: len(scores[f"{s}/log_p"]) for s in sets},
+        "bits_per_dim": {
+            "test": metrics_mean(tight),
+            "scoring_tolerance_same_images": metrics_mean(scored),
+            "per_set": {
+                s: float(_bpd(scores[f"{s}/log_p"], num_dims).mean()) for s in sets
+            },
+            "ode_tolerance": sc.ode_tolerance,
+            "tight_tolerance": sc.bpd_tolerance,
+            "mean_ode_steps": float(np.mean(scores["id_test/ode_steps"])),
+            "mean_ode_steps_tight": float(np.mean(scores["id_test/ode_steps_tight"])),
+        },
+        "t0s": t0s,
+        "t0_knee": t0s[knee],
+        "flipd_probes": sc.flipd_probes,
+        "curve_t0s": scores["curve_t0s"].tolist(),
+        "curves": {s: scores[f"{s}/curve"].mean(0).tolist() for s in sets},
+        "mean_flipd": {s: scores[f"{s}/flipd"].mean(0).tolist() for s in sets},
+        "pairs": {},
+    }
+    and_rule = detectors.rank_and_detector()
+    lik_in, lid_in = scores["id_test/log_p"], scores["id_test/flipd"]
+    for ood in oods:
+        lik_out, lid_out = scores[f"ood/{ood}/log_p"], scores[f"ood/{ood}/flipd"]
+        pair = {"likelihood": _summary(-lik_in, -lik_out), "per_t0": {}}
+        for j, t0 in enumerate(t0s):
+            stats = and_rule.fit(scores["id_val/log_p"], scores["id_val/flipd"][:, j])
+            envelope = detectors.envelope_auroc(
+                lik_in, lid_in[:, j], lik_out, lid_out[:, j]
+            )
+            pair["per_t0"][f"{t0:.4g}"] = {
+                "flipd_only": _summary(-lid_in[:, j], -lid_out[:, j]),
+                "rank_and": _summary(
+                    and_rule.score(stats, lik_in, lid_in[:, j]),
+                    and_rule.score(stats, lik_out, lid_out[:, j]),
+                ),
+                "envelope": envelope["envelope"],
+                "envelope_reported": float(envelope["reported"]),
+            }
+        pair["envelope_ci"] = _envelope_interval(
+            lik_in, lid_in[:, knee], lik_out, lid_out[:, knee], sc.envelope_resamples
+        )
+        results["pairs"][ood] = pair
+    return results
+
+
+def metrics_mean(values: np.ndarray) -> dict:
+    """Mean with a 95 % normal interval, and the count."""
+    half = 1.96 * np.std(values) / np.sqrt(len(values))
+    return {"mean": float(np.mean(values)), "half_width": float(half),
+            "n": len(values)}  # fmt: skip
+
+
+def _summary(s_in, s_out) -> dict:
+    m = metrics.summary(s_in, s_out, ci_resamples=1000)
+    return {k: m[k] for k in ("auroc", "auroc_ci_low", "auroc_ci_high", "n_in",
+                               "n_out")}  # fmt: skip
+
+
+def _envelope_interval(lik_in, lid_in, lik_out, lid_out, resamples: int) -> list:
+    """95 % bootstrap interval of the reported envelope AUROC (ID and OOD resampled
+    separately, as :func:`jaxood.metrics.bootstrap_ci`)."""
+    rng, values = np.random.default_rng(0), []
+    for _ in range(resamples):
+        i = rng.integers(0, len(lik_in), len(lik_in))
+        o = rng.integers(0, len(lik_out), len(lik_out))
+        values.append(detectors.envelope_auroc(
+            lik_in[i], lid_in[i], lik_out[o], lid_out[o])["reported"])  # fmt: skip
+    return np.quantile(values, [0.025, 0.975]).tolist()
+
+
+def sample_images(config, params, num: int) -> np.ndarray:
+    """uint8 samples of the probability-flow ODE (for the report's grid)."""
+    model = build_model(config)
+    y = diffusion.ode_sample(
+        diffusion.score_function(model, jax.tree.map(jnp.asarray, params)),
+        jax.random.key(config.seed + 2),
+        model.config.image_shape,
+        num,
+        sde=model.sde,
+        t_min=model.config.t_min,
+    )
+    pixels = np.floor((np.asarray(y) + 1.0) * 128.0)
+    return np.clip(pixels, 0, 255).astype(np.uint8)

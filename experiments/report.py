@@ -219,3 +219,34 @@ def dose_report(config, workdir: Path, results: dict, command: str) -> str:
     return f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n" + (
         "\n\n".join(out)
     )
+
+
+def diffusion_report(config, workdir: Path, results, samples, command) -> str:
+    """Writes ``report.md`` with the tables, samples, FLIPD-vs-t0 curves and a
+    likelihood-vs-FLIPD scatter; returns the stdout table."""
+    figures = []
+    for setting, s in results["settings"].items():
+        plot_image_grid(samples[setting], workdir / f"samples_{setting}.png",
+                        f"{setting}: probability-flow ODE samples")  # fmt: skip
+        scores = dict(np.load(workdir / setting / "scores.npz"))
+        knee = s["t0s"].index(s["t0_knee"])
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, curve in s["curves"].items():
+            label = name.removeprefix("ood/")
+            left.plot(s["curve_t0s"], curve, label=label)
+            right.scatter(scores[f"{name}/log_p"], scores[f"{name}/flipd"][:, knee],
+                          s=4, alpha=0.5, label=label)  # fmt: skip
+        left.axvline(s["t0_knee"], color="grey", linestyle=":")
+        left.set(xscale="log", xlabel="t0", ylabel="mean FLIPD")
+        right.set(xlabel="log p(y) [nats]", ylabel=f"FLIPD, t0 = {s['t0_knee']:.3g}")
+        left.legend(fontsize=7)
+        save_figure(fig, workdir / f"flipd_{setting}.png")
+        figures += [f"![samples, {setting}](samples_{setting}.png)",
+                    f"![FLIPD, {setting}](flipd_{setting}.png)"]  # fmt: skip
+    block = tables.diffusion_block(results, command, "results.json")
+    (workdir / "report.md").write_text(
+        f"# {config.name}: diffusion OOD report\n\n{block}\n\n"
+        + "\n\n".join(figures)
+        + "\n"
+    )
+    return f"(intervals and plots in {workdir / 'report.md'})\n\n" + block

@@ -186,8 +186,9 @@ def fit(
 
     ``select`` picks the validation-best state (``"best"``) or the last one
     (``"final"``); ``export`` reads the params to keep from it (the diffusion
-    models keep their parameter average, ``train.ema_params(state.opt_state)``). The summary has the steps, the selected step, the skipped steps
-    and the training time read from ``metrics.jsonl``.
+    models keep their parameter average, ``train.ema_params(state.opt_state)``).
+    The summary has the steps, the selected step, the skipped steps and the
+    training time read from ``metrics.jsonl``.
     """
     tc = train_config
     state = train.fit(

@@ -28,6 +28,7 @@ SOURCES = {
     "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py"),
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
     "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
+    "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
 }
 SOURCES = {  # the run directory is the first part of the file's path
     name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}"
@@ -279,6 +280,60 @@ def dose_block(r: dict, command: str, file: str) -> str:
     return _join(*parts)
 
 
+def diffusion_block(r: dict, command: str, file: str) -> str:
+    """Per setting: test bits/dim, then likelihood, FLIPD and the dual threshold
+    (at the knee t0, and the envelope at every t0) next to the anchors."""
+    parts = [_source(command, file)]
+    for setting, s in r["settings"].items():
+        b, pairs, knee = s["bits_per_dim"], s["pairs"], f"{s['t0_knee']:.4g}"
+        oods = list(pairs)
+        test, same = b["test"], b["scoring_tolerance_same_images"]
+        envelope = [f"{p['per_t0'][knee]['envelope_reported']:.3f} "
+                    f"[{p['envelope_ci'][0]:.3f}, {p['envelope_ci'][1]:.3f}]"
+                    for p in pairs.values()]  # fmt: skip
+        rows = [
+            ["likelihood −log p(x)"]
+            + [interval(p["likelihood"]) for p in pairs.values()],
+            [f"FLIPD only, t0 = {knee} (knee)"]
+            + [interval(p["per_t0"][knee]["flipd_only"]) for p in pairs.values()],
+            [f"dual envelope, t0 = {knee}", *envelope],
+            [f"dual single score (rank AND), t0 = {knee}"]
+            + [interval(p["per_t0"][knee]["rank_and"]) for p in pairs.values()],
+        ] + [
+            [f"dual envelope, t0 = {t}"]
+            + [f"{p['per_t0'][t]['envelope_reported']:.3f}" for p in pairs.values()]
+            for t in next(iter(pairs.values()))["per_t0"] if t != knee
+        ]  # fmt: skip
+        anchors = [a for a in REFERENCES["diffusion"] if a[0].split("→")[0] == setting]
+        n = s["sizes"]
+        parts += [
+            f"**{setting} in-distribution** ({n['id_test']} ID test images, "
+            f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set). Test bits/dim "
+            f"{test['mean']:.3f} ± {test['half_width']:.3f} ({test['n']} images, "
+            f"tolerance {b['tight_tolerance']:g}, {b['mean_ode_steps_tight']:.0f} "
+            f"solver steps); at the scoring tolerance {b['ode_tolerance']:g} "
+            f"({b['mean_ode_steps']:.0f} steps) {same['mean']:.3f} on the same images. "
+            f"FLIPD with {s['flipd_probes']} Rademacher probes. AUROC, OOD positive, "
+            "95 % bootstrap interval:",
+            md_table(["detector", *oods], rows),
+        ]
+        if anchors:
+            parts.append(md_table("pair | method | AUROC | source", anchors))
+        parts.append(
+            "Mean FLIPD per set at t0 = "
+            + ", ".join(f"{t:.4g}" for t in s["t0s"])
+            + ":\n\n"
+            + md_table(
+                ["set", *(f"{t:.4g}" for t in s["t0s"])],
+                [
+                    [k.removeprefix("ood/")] + [f"{v:.1f}" for v in m]
+                    for k, m in s["mean_flipd"].items()
+                ],
+            )
+        )
+    return _join(*parts)
+
+
 def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> str:
     """The README's table: a few detectors of each family on every pair."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
@@ -337,6 +392,7 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
         "glow_fmnist_lid": lid_block,
         "vae_ood": vae_block,
         "dose_fmnist": dose_block,
+        "diffusion_fmnist": diffusion_block,
     }
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:

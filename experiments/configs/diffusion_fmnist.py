@@ -79,6 +79,23 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.score = ml_collections.ConfigDict()
     c.score.max_eval = 1000  # images per evaluation set (fixed random subset)
+    c.score.batch_size = 50
+    # Likelihood: adaptive Tsit5 at this tolerance and 1 Rademacher probe for every
+    # image; Song et al.'s 1e-5 (6x the solver steps) on bpd_images test images.
+    c.score.ode_tolerance = 1e-3
+    c.score.ode_probes = 1
+    c.score.bpd_tolerance = 1e-5
+    c.score.bpd_images = 100
+    # FLIPD: the authors' t0 values plus the knee of the ID validation curve.
+    c.score.flipd_t0s = (0.01, 0.05, 0.1, 0.2)
+    c.score.flipd_probes = 4
+    c.score.curve_images = 100  # per set, one probe, at curve_points t0 values
+    c.score.curve_points = 50
+    c.score.curve_t0_min = 1e-3
+    c.score.envelope_resamples = 200
+
+    c.report = ml_collections.ConfigDict()
+    c.report.num_samples = 64
 
     if smoke:
         c.model.base = 8
@@ -93,5 +110,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.train.checkpoint_every = 4
         c.train.eval_images = 32
         c.checkpoints = ""
-        c.score.max_eval = 32
+        c.score.max_eval = 16
+        c.score.batch_size = 8
+        c.score.bpd_images = 4
+        c.score.bpd_tolerance = 1e-3
+        c.score.curve_images = 4
+        c.score.curve_points = 5
+        c.score.envelope_resamples = 5
+        c.report.num_samples = 8
     return c

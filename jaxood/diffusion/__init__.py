@@ -18,6 +18,7 @@ from jaxood.diffusion.likelihood import (
     bits_per_dim,
     ode_log_prob,
     ode_log_prob_batch,
+    ode_sample,
 )
 from jaxood.diffusion.model import (
     DiffusionConfig,
@@ -48,6 +49,7 @@ __all__ = [
     "normal_bundle_lid",
     "ode_log_prob",
     "ode_log_prob_batch",
+    "ode_sample",
     "probes",
     "score",
     "score_function",

@@ -66,7 +66,11 @@ def normal_bundle_lid(
     if not 0.0 < t0 <= 1.0:
         raise ValueError(f"t0 must lie in (0, 1], got {t0}.")
     d = x.size
-    k = 4 * d if num_samples is None else checks.positive_int(num_samples, "num_samples")
+    k = (
+        4 * d
+        if num_samples is None
+        else checks.positive_int(num_samples, "num_samples")
+    )
     chunk = min(checks.positive_int(chunk_size, "chunk_size"), k)
     num_chunks = -(-k // chunk)
     noise = jax.random.normal(key, (num_chunks * chunk, *x.shape), x.dtype)
