@@ -76,7 +76,7 @@ def test_hutchinson_flipd_is_unbiased(key):
     exact = diffusion.flipd(score_fn, x, 0.05, sde=SDE)
     for probe in ("rademacher", "gaussian"):
         draws = jax.vmap(
-            lambda k: diffusion.flipd(  # noqa: B023
+            lambda k: diffusion.flipd(
                 score_fn,
                 x,
                 0.05,
