@@ -60,6 +60,7 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist --mode lid
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood
 	$(MAIN)/dose_fmnist.py --workdir runs/dose_fmnist
+	$(MAIN)/diffusion_fmnist.py --workdir runs/diffusion_fmnist $(SHIPPED)
 	$(PY) -m experiments.tables --collect runs
 
 # The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).

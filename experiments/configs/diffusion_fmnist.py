@@ -100,9 +100,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if smoke:
         c.model.base = 8
         c.model.multipliers = (1, 2)
+        c.model.attention = False
         for s in c.settings:
             c.settings[s].steps = 4
-            c.settings[s].ood = c.settings[s].ood[:2]
+            c.settings[s].ood = c.settings[s].ood[:1]
         c.train.warmup_steps = 2
         c.train.batch_size = 16
         c.train.log_every = 2
@@ -110,12 +111,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.train.checkpoint_every = 4
         c.train.eval_images = 32
         c.checkpoints = ""
-        c.score.max_eval = 16
+        c.score.max_eval = 8
         c.score.batch_size = 8
-        c.score.bpd_images = 4
+        # One batch shape and one tolerance everywhere: each compiles once.
+        c.score.bpd_images = 8
         c.score.bpd_tolerance = 1e-3
-        c.score.curve_images = 4
+        c.score.curve_images = 8
         c.score.curve_points = 5
+        c.score.flipd_probes = 1
         c.score.envelope_resamples = 5
         c.report.num_samples = 8
     return c
