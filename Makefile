@@ -85,6 +85,7 @@ $(BENCH_VENV)/.installed: benchmarks/requirements.txt
 bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.flow_throughput --torch-python $(BENCH_VENV)/bin/python
 	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
+	$(PY) -m benchmarks.flipd_speed
 
 clean:
 	rm -rf $(VENV) runs
