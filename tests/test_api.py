@@ -31,6 +31,7 @@ PUBLIC = (
     "checks",
     "data",
     "detectors",
+    "diffusion",
     "flows",
     "lid",
     "metrics",

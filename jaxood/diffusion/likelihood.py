@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxood import checks
-from jaxood.data.preprocess import bits_per_dim as _model_space_bpd
+from jaxood.data.preprocess import bits_per_dim as model_space_bits_per_dim
 from jaxood.diffusion.divergence import PROBES, probes, value_and_divergence
 from jaxood.diffusion.flipd import ScoreFn, as_pytree
 from jaxood.diffusion.sde import VPSDE
@@ -258,4 +258,4 @@ def ode_sample(
 
 def bits_per_dim(log_prob_y: Array, num_dims: int) -> Array:
     """Bits/dim of 8-bit images from log p(y) in nats, y in diffusion space [−1, 1]."""
-    return _model_space_bpd(-(log_prob_y + num_dims * math.log(2.0)), num_dims)
+    return model_space_bits_per_dim(-(log_prob_y + num_dims * math.log(2.0)), num_dims)

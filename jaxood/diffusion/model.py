@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxood.data.preprocess import NUM_BINS, _check_uint8_images
+from jaxood.data.preprocess import dequantize, to_model_space
 from jaxood.diffusion.sde import VPSDE
 from jaxood.nets import pure
 from jaxood.nets.unet import UNet
@@ -167,9 +167,8 @@ def to_diffusion_space(images: Array, key: PRNGKey | None = None) -> Array:
     Bin midpoints ``2 (k + ½) / 256 − 1`` without a key; uniformly dequantised
     ``2 (k + u) / 256 − 1``, u ~ U[0, 1), with one.
     """
-    _check_uint8_images(images)
-    u = 0.5 if key is None else jax.random.uniform(key, images.shape, jnp.float32)
-    return 2.0 * (jnp.asarray(images, jnp.float32) + u) / NUM_BINS - 1.0
+    # Twice the flows' model space (k + u) / 256 − ½: the same checks and noise.
+    return 2.0 * (to_model_space(images) if key is None else dequantize(key, images))
 
 
 def denoising_loss(model: ScoreModel) -> LossFn:
