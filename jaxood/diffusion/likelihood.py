@@ -50,56 +50,6 @@ class ODELogProb(NamedTuple):
     num_steps: Array  # accepted solver steps (each 6 or 7 field evaluations)
 
 
-def ode_log_prob(
-    score_fn: ScoreFn,
-    y: Array,
-    key: PRNGKey | None = None,
-    *,
-    sde: VPSDE,
-    t_min: float = 1e-5,
-    num_probes: int | None = 1,
-    probe: str = "rademacher",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    solver: str = "tsit5",
-    chunk_size: int = 128,
-    max_steps: int = 4096,
-) -> ODELogProb:
-    """log p_{t_min}(y) of ONE example through the probability-flow ODE.
-
-    Args:
-        score_fn: ``(y, t) -> ∇ log p_t(y)`` for one example (see
-            :func:`jaxood.diffusion.flipd`).
-        y: one example, floating point, any shape.
-        key: PRNG key of the Hutchinson probes (needed unless ``num_probes`` is
-            None).
-        sde: the model's VP-SDE.
-        t_min: the time the likelihood is taken at (the model's training t_min).
-        num_probes: Hutchinson probes, fixed along the path (Song et al.: 1
-            Rademacher probe); None for the exact trace (D JVPs per evaluation:
-            only for small D).
-        probe: ``"rademacher"`` or ``"gaussian"``.
-        rtol, atol: the step-size controller's tolerances.
-        solver: ``"tsit5"`` or ``"dopri5"``.
-        chunk_size: JVPs per chunk of the exact trace.
-        max_steps: the solver gives up (an error) after this many steps.
-
-    Returns:
-        :class:`ODELogProb`; nats of the density of ``y``.
-    """
-    options = _options(solver, probe, t_min, rtol, atol, chunk_size, max_steps)
-    num_probes = _num_probes(num_probes, key)
-    y = jnp.asarray(y)
-    if y.size == 0 or not jnp.issubdtype(y.dtype, jnp.floating):
-        raise ValueError(
-            f"y must be one non-empty floating-point example, got shape "
-            f"{tuple(y.shape)} and dtype {y.dtype}."
-        )
-    checks.finite(y, "y", "The likelihood is defined at finite points only.")
-    vectors = None if num_probes is None else probes(key, num_probes, y.shape, probe)
-    return _solve(as_pytree(score_fn), y, vectors, sde=sde, **options)
-
-
 def _options(solver, probe, t_min, rtol, atol, chunk_size, max_steps) -> dict:
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}.")
@@ -187,10 +137,32 @@ def ode_log_prob_batch(
     chunk_size: int = 128,
     max_steps: int = 4096,
 ) -> ODELogProb:
-    """:func:`ode_log_prob` of a batch ``ys`` ``(N, ...)`` in one compiled program.
+    """log p_{t_min}(y) of a batch ``ys`` ``(N, ...)`` through the probability-flow
+    ODE, in one compiled program.
 
-    Example i uses the probes of ``fold_in(key, i)``; the solver steps of the batch
-    together (one step size for all, the strictest), so batch similar examples.
+    Args:
+        score_fn: ``(y, t) -> ∇ log p_t(y)`` for ONE example (see
+            :func:`jaxood.diffusion.flipd`); a ``jax.tree_util.Partial`` (what
+            :func:`jaxood.diffusion.score_function` returns) reuses the compiled
+            program across calls.
+        ys: a batch of examples, floating point.
+        key: PRNG key of the Hutchinson probes (needed unless ``num_probes`` is
+            None); example i uses ``fold_in(key, i)``.
+        sde: the model's VP-SDE.
+        t_min: the time the likelihood is taken at (the model's training t_min).
+        num_probes: Hutchinson probes, fixed along the path (Song et al.: 1
+            Rademacher probe); None for the exact trace (D JVPs per evaluation:
+            only for small D).
+        probe: ``"rademacher"`` or ``"gaussian"``.
+        rtol, atol: the step-size controller's tolerances.
+        solver: ``"tsit5"`` or ``"dopri5"``.
+        chunk_size: JVPs per chunk of the exact trace.
+        max_steps: the solver gives up (an error) after this many steps.
+
+    Returns:
+        :class:`ODELogProb` with ``(N,)`` fields; nats of the density of y. The
+        examples step together (under ``vmap`` each keeps its own step size, but
+        the loop runs until the slowest is done), so batch similar examples.
     """
     options = _options(solver, probe, t_min, rtol, atol, chunk_size, max_steps)
     num_probes = _num_probes(num_probes, key)
@@ -198,10 +170,11 @@ def ode_log_prob_batch(
     if ys.ndim < 2 or ys.size == 0 or not jnp.issubdtype(ys.dtype, jnp.floating):
         raise ValueError(
             f"ys must be a non-empty floating-point batch (N, ...), got shape "
-            f"{tuple(ys.shape)} and dtype {ys.dtype}."
+            f"{tuple(ys.shape)} and dtype {ys.dtype}; one example goes to "
+            "ode_log_prob."
         )
     checks.finite(ys, "ys", "The likelihood is defined at finite points only.")
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else key  # unused: exact trace
     return _batch(
         as_pytree(score_fn),
         ys,
@@ -211,6 +184,17 @@ def ode_log_prob_batch(
         probe=probe,
         **options,
     )
+
+
+def ode_log_prob(score_fn: ScoreFn, y: Array, key: PRNGKey | None = None, **options):
+    """:func:`ode_log_prob_batch` of ONE example ``y`` (any shape): an
+    :class:`ODELogProb` of scalars. Its probes are those of example 0 of a batch,
+    ``fold_in(key, 0)``; the options are those of :func:`ode_log_prob_batch`."""
+    y = jnp.asarray(y)
+    if y.ndim == 0:
+        raise ValueError("y must be one example with at least one axis, got a scalar.")
+    out = ode_log_prob_batch(score_fn, y[None], key, **options)
+    return jax.tree.map(lambda a: a[0], out)
 
 
 @functools.partial(
