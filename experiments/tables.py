@@ -285,9 +285,9 @@ def diffusion_block(r: dict, command: str, file: str) -> str:
     (at the knee t0, and the envelope at every t0) next to the anchors."""
     parts = [_source(command, file)]
     for setting, s in r["settings"].items():
-        b, pairs, knee = s["bits_per_dim"], s["pairs"], f"{s['t0_knee']:.4g}"
-        oods = list(pairs)
-        test, same = b["test"], b["scoring_tolerance_same_images"]
+        b, lik = s["bits_per_dim"], s["likelihood"]
+        pairs, knee = s["pairs"], f"{s['t0_knee']:.4g}"
+        oods, test = list(pairs), b["test"]
         envelope = [f"{p['per_t0'][knee]['envelope_reported']:.3f} "
                     f"[{p['envelope_ci'][0]:.3f}, {p['envelope_ci'][1]:.3f}]"
                     for p in pairs.values()]  # fmt: skip
@@ -310,11 +310,11 @@ def diffusion_block(r: dict, command: str, file: str) -> str:
             f"**{setting} in-distribution** ({n['id_test']} ID test images, "
             f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set). Test bits/dim "
             f"{test['mean']:.3f} ± {test['half_width']:.3f} ({test['n']} images, "
-            f"tolerance {b['tight_tolerance']:g}, {b['mean_ode_steps_tight']:.0f} "
-            f"solver steps); at the scoring tolerance {b['ode_tolerance']:g} "
-            f"({b['mean_ode_steps']:.0f} steps) {same['mean']:.3f} on the same images. "
-            f"FLIPD with {s['flipd_probes']} Rademacher probes. AUROC, OOD positive, "
-            "95 % bootstrap interval:",
+            f"tolerance {b['tolerance']:g}, {b['mean_ode_steps']:.0f} solver steps). "
+            f"Likelihood of the detectors: log p_t at t = {lik['time']:g} (tolerance "
+            f"{lik['tolerance']:g}, {lik['mean_ode_steps']:.0f} steps); FLIPD with "
+            f"{s['flipd_probes']} Rademacher probes. AUROC, OOD positive, 95 % "
+            "bootstrap interval:",
             md_table(["detector", *oods], rows),
         ]
         if anchors:

@@ -133,6 +133,12 @@ def test_ode_likelihood_of_a_gaussian_is_exact(key):
     )(ys)
     out = diffusion.ode_log_prob_batch(score_fn, ys, sde=SDE, num_probes=None)
     assert np.all(np.abs(np.asarray(out.log_prob - exact)) / D < 0.01)
+    fixed = diffusion.ode_log_prob_batch(
+        score_fn, ys, sde=SDE, num_probes=None, solver="heun", num_steps=200
+    )
+    assert np.all(np.abs(np.asarray(fixed.log_prob - exact)) / D < 0.05)
+    with pytest.raises(ValueError, match="num_steps"):
+        diffusion.ode_log_prob_batch(score_fn, ys, sde=SDE, solver="euler")
     one = jax.jit(
         lambda y: diffusion.ode_log_prob(score_fn, y, sde=SDE, num_probes=None)
     )(ys[0])

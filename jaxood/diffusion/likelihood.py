@@ -39,7 +39,13 @@ from jaxood.diffusion.flipd import ScoreFn, as_pytree
 from jaxood.diffusion.sde import VPSDE
 from jaxood.typing import Array, PRNGKey
 
-SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
+SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "heun": diffrax.Heun,
+    "euler": diffrax.Euler,
+}
+ADAPTIVE = ("tsit5", "dopri5")
 
 
 class ODELogProb(NamedTuple):
@@ -81,7 +87,7 @@ def _num_probes(num_probes, key) -> int | None:
 
 
 def _solve(score_fn, y, vectors, *, sde, t_min, rtol, atol, solver, chunk_size,
-           max_steps):  # fmt: skip
+           max_steps, num_steps):  # fmt: skip
     def velocity(t, state, args):
         y_t, _ = state
         s, trace = value_and_divergence(
@@ -95,9 +101,11 @@ def _solve(score_fn, y, vectors, *, sde, t_min, rtol, atol, solver, chunk_size,
         SOLVERS[solver](),
         t0=t_min,
         t1=1.0,
-        dt0=None,
+        dt0=None if num_steps is None else (1.0 - t_min) / num_steps,
         y0=(y, jnp.zeros((), y.dtype)),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        stepsize_controller=diffrax.ConstantStepSize()
+        if num_steps is not None
+        else diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
     )
     y_1, integral = solution.ys[0][-1], solution.ys[1][-1]
@@ -109,7 +117,7 @@ def _solve(score_fn, y, vectors, *, sde, t_min, rtol, atol, solver, chunk_size,
     jax.jit,
     static_argnames=(
         "sde", "t_min", "num_probes", "probe", "rtol", "atol", "solver",
-        "chunk_size", "max_steps",
+        "chunk_size", "max_steps", "num_steps",
     ),
 )  # fmt: skip
 def _batch(score_fn, ys, key, *, num_probes, probe, **options):
@@ -136,6 +144,7 @@ def ode_log_prob_batch(
     solver: str = "tsit5",
     chunk_size: int = 128,
     max_steps: int = 4096,
+    num_steps: int | None = None,
 ) -> ODELogProb:
     """log p_{t_min}(y) of a batch ``ys`` ``(N, ...)`` through the probability-flow
     ODE, in one compiled program.
@@ -154,10 +163,12 @@ def ode_log_prob_batch(
             Rademacher probe); None for the exact trace (D JVPs per evaluation:
             only for small D).
         probe: ``"rademacher"`` or ``"gaussian"``.
-        rtol, atol: the step-size controller's tolerances.
-        solver: ``"tsit5"`` or ``"dopri5"``.
+        rtol, atol: the step-size controller's tolerances (adaptive solvers).
+        solver: ``"tsit5"`` or ``"dopri5"`` (adaptive, or fixed steps with
+            ``num_steps``), ``"heun"`` or ``"euler"`` (fixed steps only).
         chunk_size: JVPs per chunk of the exact trace.
         max_steps: the solver gives up (an error) after this many steps.
+        num_steps: None (adaptive steps) or a number of equal steps in t.
 
     Returns:
         :class:`ODELogProb` with ``(N,)`` fields; nats of the density of y. The
@@ -165,6 +176,12 @@ def ode_log_prob_batch(
         the loop runs until the slowest is done), so batch similar examples.
     """
     options = _options(solver, probe, t_min, rtol, atol, chunk_size, max_steps)
+    if num_steps is not None:
+        options["num_steps"] = checks.positive_int(num_steps, "num_steps")
+    elif solver not in ADAPTIVE:
+        raise ValueError(f"solver {solver!r} has fixed steps: give num_steps.")
+    else:
+        options["num_steps"] = None
     num_probes = _num_probes(num_probes, key)
     ys = jnp.asarray(ys)
     if ys.ndim < 2 or ys.size == 0 or not jnp.issubdtype(ys.dtype, jnp.floating):
