@@ -1,0 +1,70 @@
+"""The diffusion experiment through the one entry point, on its smoke config.
+
+A file of its own so that the two test workers (``--dist loadfile``) run it beside
+tests/test_experiments.py instead of after it.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import main, tables
+from experiments.configs import diffusion_fmnist
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+    del data_dir  # prepared offline data
+    runs = tmp_path_factory.mktemp("runs")
+    main.main([
+        "experiments.main", "--config",
+        "experiments/configs/diffusion_fmnist.py:smoke",
+        "--workdir", str(runs / "diffusion_fmnist"),
+    ])  # fmt: skip
+    return runs
+
+
+def test_every_set_and_t0_is_scored(runs):
+    workdir = runs / "diffusion_fmnist"
+    config = diffusion_fmnist.get_config("smoke")
+    results = json.loads((workdir / "results.json").read_text())
+    s = results["settings"]["fashion_mnist"]
+    oods = [entry.split(":")[0] for entry in config.settings.fashion_mnist.ood]
+    assert list(s["pairs"]) == oods
+    assert s["t0_knee"] in s["t0s"] and len(s["curve_t0s"]) == config.score.curve_points
+    for pair in s["pairs"].values():
+        assert len(pair["per_t0"]) == len(s["t0s"])
+        for cell in pair["per_t0"].values():
+            assert cell["envelope_reported"] >= pair["likelihood"]["auroc"] - 1e-12
+    scores = np.load(workdir / "fashion_mnist" / "scores.npz")
+    n = config.score.max_eval
+    assert scores["id_test/flipd"].shape == (n, len(s["t0s"]))
+    assert scores["id_val/log_p"].shape == (config.score.val_images,)
+    assert np.all(np.isfinite(scores["id_test/log_p"]))
+    summary = json.loads(
+        (workdir / "fashion_mnist/score_model/summary.json").read_text()
+    )
+    assert summary["selected"] == "final"  # the parameter average of the last step
+
+
+def test_report_and_table(runs, tmp_path):
+    workdir = runs / "diffusion_fmnist"
+    assert (workdir / "samples_fashion_mnist.png").stat().st_size > 1000
+    assert (workdir / "flipd_fashion_mnist.png").stat().st_size > 1000
+    assert tables.collect(runs, tmp_path) == ["diffusion_fmnist"]
+    block = tables.blocks(tmp_path)["experiments/README.md"]["diffusion_fmnist"]
+    assert "| dual envelope, t0 = " in block and "Test bits/dim" in block
+    assert "diffusion_fmnist.py --workdir runs/diffusion_fmnist" in block
+    # A second run restores the model and the cached scores: nothing is redone.
+    outputs = [workdir / "fashion_mnist" / f for f in
+               ("scores.npz", "score_model/metrics.jsonl")]  # fmt: skip
+    before = [p.stat().st_mtime_ns for p in outputs]
+    main.main([
+        "experiments.main", "--config",
+        "experiments/configs/diffusion_fmnist.py:smoke",
+        "--workdir", str(workdir), "--mode", "score",
+    ])  # fmt: skip
+    assert [p.stat().st_mtime_ns for p in outputs] == before
