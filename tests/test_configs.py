@@ -2,8 +2,8 @@
 
 import pytest
 
-from experiments import flow_pipeline, main, run_dir, ship
-from experiments.configs import glow_fmnist, vae_ood
+from experiments import diffusion_pipeline, flow_pipeline, main, run_dir, ship
+from experiments.configs import diffusion_fmnist, glow_fmnist, vae_ood
 
 CONFIGS = "experiments/configs/"
 
@@ -62,3 +62,13 @@ def test_config_options():
     assert vae_ood.get_config("smoke").pipeline == "vae"
     with pytest.raises(ValueError, match="Unknown config option"):
         glow_fmnist.get_config("big")
+
+
+def test_the_shipped_diffusion_model_matches_its_config():
+    config = diffusion_fmnist.get_config()
+    fp = diffusion_pipeline.fingerprint(config, "fashion_mnist")
+    found = run_dir.find_source([config.checkpoints], diffusion_pipeline.STAGE, fp)
+    assert found is not None and (found / "params").is_dir()
+    reverse = diffusion_fmnist.get_config("mnist_5k")
+    assert list(reverse.settings) == ["mnist_5k"]
+    assert reverse.checkpoints.endswith("diffusion_mnist_5k")

@@ -40,7 +40,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                 train_split="train",
                 test_split="test",
                 ood=("fashion_mnist:test",),
-                steps=6000,
+                steps=4000,
             )
         )
     else:
