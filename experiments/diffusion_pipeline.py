@@ -211,7 +211,7 @@ def summarise(config, scores: dict, training: dict) -> dict:
         "training": training,
         "sizes": {s: len(scores[f"{s}/log_p"]) for s in sets},
         "bits_per_dim": {  # at the model's t_min and the tight tolerance
-            "test": metrics_mean(_bpd(scores["id_test/log_p_tight"], num_dims)),
+            "test": _mean_and_interval(_bpd(scores["id_test/log_p_tight"], num_dims)),
             "tolerance": sc.bpd_tolerance,
             "mean_ode_steps": float(np.mean(scores["id_test/ode_steps_tight"])),
         },
@@ -257,7 +257,7 @@ def summarise(config, scores: dict, training: dict) -> dict:
     return results
 
 
-def metrics_mean(values: np.ndarray) -> dict:
+def _mean_and_interval(values: np.ndarray) -> dict:
     """Mean with a 95 % normal interval, and the count."""
     half = 1.96 * np.std(values) / np.sqrt(len(values))
     return {"mean": float(np.mean(values)), "half_width": float(half),
