@@ -55,8 +55,11 @@ def _per_image(fn, args_list, batch: int) -> tuple[float, float, list]:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman ρ of ``a`` and the first ``len(a)`` of ``b``; None under 3 points."""
-    return float(stats.spearmanr(a, b[: len(a)]).statistic) if len(a) > 2 else None
+    """Spearman ρ of ``a`` and the first ``len(a)`` of ``b``; None under 3 points
+    or when either is constant (ρ undefined; JSON has no NaN)."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b[: len(a)]) == 0:
+        return None
+    return float(stats.spearmanr(a, b[: len(a)]).statistic)
 
 
 def main(argv=None) -> None:

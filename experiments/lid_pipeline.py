@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import report, run_dir
-from jaxood import data, detectors, flows, lid, metrics
+from jaxood import batching, data, detectors, flows, lid, metrics, parallel
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -36,13 +36,16 @@ def _spectra_of(model, params, x) -> tuple[np.ndarray, np.ndarray]:
     flow overflows there: seen on one uniform-noise image whose log p is finite);
     :func:`run` drops such images and reports them.
     """
-    spectrum, _ = lid.flow_spectra(model, params, x, chunk_size=128)
-    s = np.array(spectrum.singular_values)
-    # Jitted: an op-by-op model.forward re-traces its scans every call, and the
-    # executables it compiles each time exhausted the process's memory maps
-    # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
-    log_p = np.asarray(flows.log_prob(model, params, x).total, np.float64)
-    return s, log_p
+
+    def both(_, batch):  # on a mesh: padded to the device count, split over it
+        spectrum, _ = lid.flow_spectra(model, params, batch, chunk_size=128)
+        # Jitted: an op-by-op model.forward re-traces its scans every call, and the
+        # executables it compiles each time exhausted the process's memory maps
+        # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
+        return spectrum.singular_values, flows.log_prob(model, params, batch).total
+
+    s, log_p = batching.map_batches(both, x, len(x), desc="spectra")
+    return s, log_p.astype(np.float64)
 
 
 def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarray]:
@@ -72,11 +75,26 @@ def _lidl_curves(model, params, images, path: Path, desc: str) -> np.ndarray:
     One SVD with right singular vectors per image serves all 50 scales.
     """
     done = np.load(path) if path.exists() else np.zeros((0, len(DELTAS)))
-    sweep = jax.jit(jax.vmap(lid.lidl, in_axes=(0, 0, None)))
+    # Each device sweeps its own images (a vmapped value check cannot run over a
+    # batch axis split by explicit mesh axes).
+    sweep = jax.jit(
+        lambda spectrum, z0, deltas: parallel.per_shard(
+            lambda b, d: jax.vmap(lid.lidl, in_axes=(0, 0, None))(*b, d),
+            (spectrum, z0),
+            deltas,
+        )
+    )
     for begin in tqdm(range(len(done), len(images), BATCH), desc=desc, disable=None):
         x = data.to_model_space(images[begin : begin + BATCH])
-        spectrum, z0 = lid.flow_spectra(model, params, x, chunk_size=128, vectors=True)
-        curves = np.asarray(sweep(spectrum, z0, jnp.asarray(DELTAS)), np.float64)
+
+        def curves_of(_, batch):
+            spectrum, z0 = lid.flow_spectra(
+                model, params, batch, chunk_size=128, vectors=True
+            )
+            return sweep(spectrum, z0, jnp.asarray(DELTAS))
+
+        curves = batching.map_batches(curves_of, x, len(x), desc="lidl")
+        curves = curves.astype(np.float64)
         done = np.concatenate([done, curves])
         np.save(path.with_suffix(".tmp.npy"), done)
         path.with_suffix(".tmp.npy").replace(path)

@@ -18,9 +18,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import jax
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
+
+from jaxood import parallel
 
 MODES = ("train", "score", "lid", "report", "all")
 
@@ -74,7 +77,21 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "-m", "experiments.main", *argv[1:]])
     pipeline = importlib.import_module(f"experiments.{config.pipeline}_pipeline")
-    pipeline.run(config, workdir, mode, command)
+    mesh = parallel.data_mesh(devices(config.mesh.devices))
+    print(parallel.describe(mesh))
+    with jax.set_mesh(mesh):  # batches split over it, params replicated
+        pipeline.run(config, workdir, mode, command)
+
+
+def devices(count: int) -> list:
+    """The first ``count`` local devices (0: all of them)."""
+    local = jax.local_devices()
+    if not 0 <= count <= len(local):
+        raise SystemExit(
+            f"experiments.main: --config.mesh.devices={count}, but this process "
+            f"sees {len(local)} device(s); use 0 (all) or 1..{len(local)}."
+        )
+    return local[:count] if count else local
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import checkpoint, train
+from jaxood import checkpoint, parallel, train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTORED_MARKER = "restored_from"
@@ -126,13 +126,18 @@ def train_or_restore(
             A stage restored earlier is trained for real once ``sources`` is empty.
 
     Returns:
-        The params (numpy leaves).
+        The params: numpy leaves, or replicated over the mesh set with
+        ``jax.set_mesh`` (the entry point sets one).
     """
+    mesh = parallel.current_mesh()
+    placed = (
+        (lambda p: p) if mesh is None else functools.partial(parallel.replicate, mesh)
+    )
     final, marker = run / "final_params", run / RESTORED_MARKER
     if final.is_dir():
         check_fingerprint(run, fingerprint)
         if not (marker.exists() and not any(sources)):
-            return checkpoint.load_params(final, template)
+            return placed(checkpoint.load_params(final, template))
         print(f"[{run.name}] was restored from {marker.read_text().strip()}: training.")
         shutil.rmtree(final)
         marker.unlink()
@@ -152,7 +157,7 @@ def train_or_restore(
         params, summary = train_fn()
         write_json(run / "summary.json", summary)
     checkpoint.save_params(final, params)
-    return params
+    return placed(params)
 
 
 def stage_summary(run: Path) -> dict:
@@ -194,7 +199,7 @@ def fit(
     state = train.fit(
         workdir=run,
         state=train.init_state(init_params, optimizer),
-        train_step=_train_step(loss_fn, optimizer),
+        train_step=_train_step(loss_fn, optimizer, mesh=parallel.current_mesh()),
         batch_fn=batch_fn,
         num_steps=num_steps,
         key=key,

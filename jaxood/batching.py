@@ -40,8 +40,9 @@ def map_batches(
         x: array with a leading example axis.
         batch_size: examples per call.
         desc: progress-bar label.
-        mesh: a ``jaxood.parallel.data_mesh``: each batch is split over its
-            devices (``batch_size`` is rounded up to a multiple of the device count;
+        mesh: a ``jaxood.parallel.data_mesh`` (default: the mesh set with
+            ``jax.set_mesh``, if any): each batch is split over its devices
+            (``batch_size`` is rounded up to a multiple of the device count;
             the padding is dropped as above).
 
     Returns:
@@ -59,6 +60,7 @@ def map_batches(
     if n == 0:
         raise ValueError(f"{desc}: x is empty (no examples).")
     batch_size = min(batch_size, n)  # a small set is one batch, not padded up
+    mesh = parallel.current_mesh(mesh)
     if mesh is not None:
         devices = mesh.shape[parallel.AXIS]
         batch_size = -(-batch_size // devices) * devices

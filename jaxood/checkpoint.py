@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxood import parallel
+
 __all__ = [
     "INTEGRITY_FILE",
     "CheckpointError",
@@ -283,7 +285,12 @@ def _restore_dir(directory: Path, target: Any, shown: Path | None = None) -> Any
         target = _as_target(target)
         _check_structure(directory, target, shown)
     try:
-        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+        # Host arrays, whatever mesh is set (orbax cannot place onto the abstract
+        # mesh that jax.set_mesh leaves in context); callers place them.
+        with (
+            parallel.outside_mesh_context(),
+            ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer,
+        ):
             abstract = (
                 None
                 if target is None
@@ -302,7 +309,10 @@ def _restore_dir(directory: Path, target: Any, shown: Path | None = None) -> Any
 def _save_dir(directory: Path, tree: Any, info: dict | None = None) -> None:
     """Writes ``tree`` and its integrity record to ``directory``, which must not
     exist: callers write to a temporary name and rename it into place."""
-    with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+    with (
+        parallel.outside_mesh_context(),
+        ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer,
+    ):
         checkpointer.save(directory, _to_arrays(tree))
     _write_integrity(directory, info)
 

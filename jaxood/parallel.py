@@ -21,6 +21,7 @@ host's devices.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -39,6 +40,21 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     if not devices:
         raise ValueError("data_mesh: no devices given.")
     return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
+
+
+def current_mesh(mesh: Mesh | None = None) -> Mesh | None:
+    """``mesh`` if given, else the mesh set with ``jax.set_mesh`` when it has a
+    ``"data"`` axis, else None (one device, nothing sharded).
+
+    The batch helpers (``batching.map_batches``, ``flows.log_prob_images``,
+    ``train.make_train_step``) take ``mesh=None`` to mean this, so a program that
+    runs under ``with jax.set_mesh(parallel.data_mesh()):`` is data-parallel
+    without passing the mesh around (the experiments' entry point does so).
+    """
+    if mesh is not None:
+        return mesh
+    ambient = jax.sharding.get_mesh()
+    return None if ambient.empty or AXIS not in ambient.shape else ambient
 
 
 def describe(mesh: Mesh) -> str:
@@ -72,16 +88,21 @@ def replicate(mesh: Mesh, tree):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def _batch_axes(x: Array):
+    """The mesh axes that the first axis of ``x`` is split over in its type (an
+    explicit mesh: even one of size 1), or None."""
+    spec = getattr(jax.typeof(x).sharding, "spec", ())
+    return spec[0] if len(spec) else None
+
+
 def batch_shards(x: Array) -> int:
     """How many pieces the first axis of ``x`` is split into (1 if unsharded);
     works on traced arrays (reads the sharding in the array's type)."""
-    sharding = jax.typeof(x).sharding
-    spec = getattr(sharding, "spec", ())
-    axes = spec[0] if len(spec) else None
+    axes = _batch_axes(x)
     if axes is None:
         return 1
     axes = axes if isinstance(axes, tuple) else (axes,)
-    return math.prod(sharding.mesh.shape[a] for a in axes)
+    return math.prod(jax.typeof(x).sharding.mesh.shape[a] for a in axes)
 
 
 def reshape_batch(x: Array, shape: tuple[int, ...]) -> Array:
@@ -91,37 +112,96 @@ def reshape_batch(x: Array, shape: tuple[int, ...]) -> Array:
     splits or merges axes (a ``ShardingTypeError``); here the first output axis
     takes the first input axis's sharding and the others are replicated.
     """
-    sharding = jax.typeof(x).sharding
-    spec = getattr(sharding, "spec", ())
-    if not len(spec) or spec[0] is None:
+    axes = _batch_axes(x)
+    if axes is None:
         return x.reshape(shape)
-    out = PartitionSpec(spec[0], *([None] * (len(shape) - 1)))
-    return jax.lax.reshape(x, shape, out_sharding=NamedSharding(sharding.mesh, out))
+    out = NamedSharding(jax.typeof(x).sharding.mesh, PartitionSpec(axes))
+    return jax.lax.reshape(x, shape, out_sharding=out)
 
 
-def map_per_shard(fn: Callable, x: Array):
-    """``lax.map(fn, x)`` over the first axis, each device mapping its own slice.
+def batch_sharding(x: Array):
+    """The sharding of ``x`` if its batch axis is split over explicit mesh axes,
+    else None: the ``out_sharding`` for random draws of ``x``'s shape, which
+    otherwise come out replicated and cannot be mixed with ``x`` in a select."""
+    return None if _batch_axes(x) is None else jax.typeof(x).sharding
 
-    ``lax.map`` walks an axis in order, so on a mesh with explicit axes it cannot
-    run over the sharded batch axis; here each device maps over its own images
-    inside ``shard_map`` (nothing in ``fn`` sees a sharded array). Unsharded (or on
-    a mesh with automatic axes, where the compiler partitions), it is ``lax.map``.
+
+def like_batch(a: Array, x: Array) -> Array:
+    """``a`` (same leading size as ``x``) with the batch sharding of ``x``.
+
+    ``vmap`` over several arrays needs their mapped axes sharded alike on a mesh
+    with explicit axes: an index ``jnp.arange(len(x))`` or per-example probes made
+    inside a function are replicated while ``x`` is split. Elsewhere a no-op.
     """
-    shards = batch_shards(x)
-    if shards == 1:
-        return jax.lax.map(fn, x)
-    if x.shape[0] % shards:
+    axes = _batch_axes(x)
+    if axes is None or _batch_axes(a) == axes:
+        return a
+    out = NamedSharding(jax.typeof(x).sharding.mesh, PartitionSpec(axes))
+    return jax.sharding.reshard(a, out)
+
+
+def mesh_context(x: Array):
+    """``jax.set_mesh`` of the mesh a concrete ``x`` is split over, or a no-op
+    context: eager operations on arrays placed on explicit mesh axes need it (JAX
+    asks for the mesh in context). Call outside ``jit``."""
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, NamedSharding) or _batch_axes(x) is None:
+        return contextlib.nullcontext()
+    return jax.set_mesh(sharding.mesh)
+
+
+def outside_mesh_context(x: Array | None = None):
+    """A context without the mesh set by ``jax.set_mesh`` (inputs keep their
+    shardings). diffrax's solvers trace their step with ``jax.eval_shape``, which
+    fails inside ``shard_map`` while a mesh with explicit axes is set (jax 0.10).
+    A no-op when no mesh is set, or when ``x`` is traced (``set_mesh`` cannot be
+    entered inside ``jit``: call such code outside your own ``jit`` on a mesh)."""
+    if jax.sharding.get_abstract_mesh().empty or isinstance(x, jax.core.Tracer):
+        return contextlib.nullcontext()
+    return jax.set_mesh(Mesh(np.empty((), object), ()))
+
+
+def per_shard(fn: Callable, batch, *replicated):
+    """``fn(batch, *replicated)`` with each device running its own slice of ``batch``.
+
+    ``batch`` is an array or a pytree of arrays of one leading size, split over the
+    mesh's batch axis like its split leaves; ``replicated`` (params, keys) go whole to
+    every device. For code that explicit axes cannot type (loops over the batch
+    axis, solvers that lose the mesh context), run inside ``shard_map``: ``fn``
+    then sees plain per-device arrays. ``fn`` must treat examples independently.
+    Unsharded (or on a mesh with automatic axes, where the compiler partitions),
+    it is ``fn(batch, *replicated)``.
+    """
+    first = max(jax.tree.leaves(batch), key=lambda a: _batch_axes(a) is not None)
+    if _batch_axes(first) is None:
+        return fn(batch, *replicated)
+    shards = batch_shards(first)
+    if first.shape[0] % shards:
         raise ValueError(
-            f"a batch of {x.shape[0]} does not split over {shards} devices: use a "
-            f"multiple of {shards} (jaxood.parallel.shard_batch)."
+            f"a batch of {first.shape[0]} does not split over {shards} devices: use "
+            f"a multiple of {shards} (jaxood.parallel.shard_batch)."
         )
-    sharding = jax.typeof(x).sharding
-    spec = PartitionSpec(sharding.spec[0])
+    sharding = jax.typeof(first).sharding
+    batch = jax.tree.map(lambda a: like_batch(a, first), batch)
+    spec = PartitionSpec(_batch_axes(first))
     local = jax.shard_map(
-        lambda part: jax.lax.map(fn, part),
+        fn,
         mesh=sharding.mesh,
-        in_specs=spec,
+        in_specs=(spec, *[PartitionSpec()] * len(replicated)),
         out_specs=spec,
         check_vma=False,  # fn's own constants (e.g. JVP basis vectors) are not
-    )  # marked as varying over the mesh; each device runs plain per-image code
-    return local(x)
+    )  # marked as varying over the mesh; each device runs plain per-example code
+    return local(batch, *replicated)
+
+
+def map_per_shard(fn: Callable, x: Array, *replicated):
+    """``lax.map(lambda xi: fn(xi, *replicated), x)`` over the first axis, each
+    device mapping its own slice (``lax.map`` walks an axis in order: it cannot run
+    over a batch axis split by explicit mesh axes). Pass arrays ``fn`` needs
+    (params) in ``replicated``, not by closure: ``shard_map`` cannot close over
+    arrays placed on explicit mesh axes. See :func:`per_shard`."""
+
+    def local(part, *rest):
+        return jax.lax.map(lambda xi: fn(xi, *rest), part)
+
+    return per_shard(local, x, *replicated)

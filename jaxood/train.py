@@ -23,8 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from jaxood import parallel
 from jaxood.checkpoint import RunCheckpoints
 from jaxood.typing import Array, Params, PRNGKey
 
@@ -145,7 +147,7 @@ def _all_finite(tree: Any) -> Array:
 
 
 def make_train_step(
-    loss_fn: LossFn, optimizer: optax.GradientTransformation
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, *, mesh=None
 ) -> Callable[[TrainState, Any, PRNGKey], tuple[TrainState, dict[str, Array]]]:
     """One jitted optimisation step with a non-finite guard.
 
@@ -161,9 +163,23 @@ def make_train_step(
     held twice; the state passed in is invalid afterwards (``state, m = step(state,
     ...)``). Every backend jax supports donates, XLA:CPU included (checked on jax
     0.10.2: no "donated buffers were not usable" warning, the old buffers deleted).
-    """
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    Data parallel on ``mesh`` (a ``jaxood.parallel.data_mesh``; default: the mesh
+    set with ``jax.set_mesh``, if any): every host (numpy) leaf of the batch is
+    split over the devices along its first axis (which must divide by their
+    number: a ``ValueError`` says so); leaves that are already ``jax.Array`` keep
+    their placement (e.g. the general model's params in the outlier loss's batch:
+    replicate them). The state is replicated and comes out replicated
+    (``out_shardings``); the loss's mean over the batch makes the gradient an
+    all-reduce. The same params as on one device, up to float summation order.
+    """
+    mesh = parallel.current_mesh(mesh)
+    jit = functools.partial(jax.jit, donate_argnums=0)
+    if mesh is not None:
+        replicated = NamedSharding(mesh, PartitionSpec())
+        jit = functools.partial(jit, out_shardings=(replicated, replicated))
+
+    @jit
     def step(state: TrainState, batch: Any, key: PRNGKey):
         step_key = jax.random.fold_in(key, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -188,7 +204,19 @@ def make_train_step(
         )
         return new_state, {"loss": loss, **metrics, "finite": finite}
 
-    return step
+    if mesh is None:
+        return step
+
+    def sharded_step(state: TrainState, batch: Any, key: PRNGKey):
+        # Both are no-ops once the state lives on the mesh (every step but the first).
+        state = parallel.replicate(mesh, state)
+        batch = jax.tree.map(
+            lambda a: a if isinstance(a, jax.Array) else parallel.shard_batch(mesh, a),
+            batch,
+        )
+        return step(state, batch, key)
+
+    return sharded_step
 
 
 def epoch_batch_indices(num_examples: int, batch_size: int, step: int, seed: int):

@@ -90,6 +90,76 @@ checkpoint.save_params(os.environ["CKPT"] + "/trained", finals["explicit"])
 trained = flows.log_prob(model, finals["explicit"], x).total
 out["trained_log_p"] = np.asarray(trained).tolist()
 
+# The same train step built for the mesh (mesh=..., or the mesh set with
+# jax.set_mesh) takes host batches and splits them itself.
+import contextlib
+for name, kwargs in (("mesh_arg", dict(mesh=explicit)), ("set_mesh", {})):
+    with jax.set_mesh(explicit) if not kwargs else contextlib.nullcontext():
+        mesh_step = train.make_train_step(
+            flows.losses.nll_loss(model), optimizer, **kwargs)
+        state = train.init_state(jax.tree.map(jnp.asarray, start), optimizer)
+        for batch in batches:
+            state, _ = mesh_step(state, batch, jax.random.key(7))
+    pairs = zip(jax.tree.leaves(state.params), jax.tree.leaves(finals["single"]))
+    out[f"train_{name}"] = max(
+        float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in pairs)
+    out[f"train_{name}_replicated"] = all(
+        leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(state.params))
+
+# VAEs (conv + Gaussian, MLP + vMF): ELBO, importance sampling, likelihood regret.
+from jaxood import detectors, diffusion, vae, data
+pixels = np.random.default_rng(2).random((8, 28, 28, 1)).astype(np.float32)
+for arch, latent in (("conv", "gaussian"), ("mlp", "vmf")):
+    m = vae.VAE(vae.VAEConfig(architecture=arch, latent=latent, latent_dim=4,
+                              hidden=(16, 8)))
+    p = vae.init(m, jax.random.key(3))
+    key = jax.random.key(4)
+    def scores(x, params):
+        lik, iwae = vae.importance_estimates(m, params, x, key, num_samples=4,
+                                             chunk_size=2)
+        regret = detectors.likelihood_regret(m, params, x, key, steps=2,
+                                             num_samples=4, chunk_size=2)
+        # The regret is a difference of two IWAE bounds (hundreds of nats):
+        # compared on their scale.
+        return {"elbo": vae.elbo(m, params, x, key), "iwae": iwae,
+                "regret": regret.regret, "scale": regret.log_p_before}
+    ref = scores(pixels, p)
+    got = scores(parallel.shard_batch(explicit, pixels),
+                 parallel.replicate(explicit, p))
+    for k in ("elbo", "iwae", "regret"):
+        scale = jnp.abs(ref["scale" if k == "regret" else k])
+        out[f"vae_{arch}_{k}"] = float(jnp.max(jnp.abs(got[k] - ref[k]) / scale))
+        out[f"vae_{arch}_{k}_spec"] = str(got[k].sharding.spec)
+
+# Diffusion: probability-flow ODE likelihood and FLIPD sweeps.
+dm = diffusion.ScoreModel(diffusion.DiffusionConfig(base=8, multipliers=(1, 2)))
+dp = diffusion.init(dm, jax.random.key(5))
+ys = diffusion.to_diffusion_space(
+    np.random.default_rng(3).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8))
+def diffusion_scores(ys, params):
+    fn = diffusion.score_function(dm, params)
+    key = jax.random.key(6)
+    lp = diffusion.ode_log_prob_batch(fn, ys, key, sde=dm.sde, t_min=0.01,
+                                      num_probes=1, rtol=1e-2, atol=1e-2)
+    lid_ = diffusion.flipd_sweep(fn, ys, jnp.array([0.01, 0.1]), key, sde=dm.sde,
+                                 num_probes=1)
+    return {"ode": lp.log_prob, "flipd": lid_}
+ref = diffusion_scores(ys, dp)
+for name, ctx in (("plain", None), ("set_mesh", explicit)):
+    with jax.set_mesh(ctx) if ctx is not None else contextlib.nullcontext():
+        got = diffusion_scores(parallel.shard_batch(explicit, ys),
+                               parallel.replicate(explicit, dp))
+    for k in ref:
+        out[f"diffusion_{name}_{k}"] = float(
+            jnp.max(jnp.abs(got[k] - ref[k]) / jnp.abs(ref[k])))
+        out[f"diffusion_{name}_{k}_spec"] = str(got[k].sharding.spec)
+
+# Ren et al.'s mutation keeps the batch sharding (random draws placed like it).
+u8 = np.random.default_rng(4).integers(0, 256, (8, 8, 8, 1), dtype=np.uint8)
+mutated = jax.jit(lambda im: data.mutate(jax.random.key(8), im, 0.3))
+out["mutate"] = bool(jnp.all(
+    mutated(parallel.shard_batch(explicit, u8)) == mutated(u8)))
+
 try:
     parallel.shard_batch(explicit, x[:6])
 except ValueError as error:
@@ -171,7 +241,7 @@ def test_a_batch_that_does_not_split_is_a_clear_error(results):
     assert "a batch of 6 does not split over 4 devices" in results["bad_batch"]
 
 
-@pytest.mark.parametrize("mesh", ["explicit", "auto"])
+@pytest.mark.parametrize("mesh", ["explicit", "auto", "mesh_arg", "set_mesh"])
 def test_sharded_training_equals_single_device(results, mesh):
     assert results[f"train_{mesh}"] < 1e-5
     assert results[f"train_{mesh}_replicated"]
@@ -193,3 +263,23 @@ def test_a_4_device_checkpoint_restores_on_one_device(results, checkpoints):
     np.testing.assert_allclose(
         flows.log_prob(model, params, x).total, results["trained_log_p"], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+@pytest.mark.parametrize("score", ["elbo", "iwae", "regret"])
+def test_vae_scores_are_the_single_device_ones(results, arch, score):
+    """Conv + Gaussian and MLP + vMF (a rejection sampler per example)."""
+    assert results[f"vae_{arch}_{score}"] < 1e-5
+    assert results[f"vae_{arch}_{score}_spec"] == "P('data',)"
+
+
+@pytest.mark.parametrize("context", ["plain", "set_mesh"])
+@pytest.mark.parametrize("score", ["ode", "flipd"])
+def test_diffusion_scores_are_the_single_device_ones(results, context, score):
+    """The adaptive ODE solve and FLIPD, with and without ``jax.set_mesh``."""
+    assert results[f"diffusion_{context}_{score}"] < 1e-5
+    assert results[f"diffusion_{context}_{score}_spec"].startswith("P('data',")
+
+
+def test_mutation_keeps_the_batch_sharding(results):
+    assert results["mutate"]

@@ -1,5 +1,7 @@
 """Experiment configs: ``get_config(arg)`` files read by ``experiments.main``."""
 
+import ml_collections
+
 # The offline OOD sets of the Fashion-MNIST settings, as "name:split" entries: the
 # MNIST and Animal-MNIST images and the synthetic sets built from Fashion-MNIST.
 FASHION_MNIST_OOD = (
@@ -10,6 +12,12 @@ FASHION_MNIST_OOD = (
     "fashion_mnist_vflip:test",
     "fashion_mnist_inverted:test",
 )
+
+
+def data_mesh() -> ml_collections.ConfigDict:
+    """``config.mesh``: ``devices`` = how many local devices the batches are split
+    over (0: all; results do not depend on it beyond float summation order)."""
+    return ml_collections.ConfigDict({"devices": 0})
 
 
 def parse_options(arg: str, known: tuple[str, ...]) -> set[str]:

@@ -19,7 +19,7 @@ Options (``...diffusion_fmnist.py:OPTIONS``, comma-separated):
 
 import ml_collections
 
-from experiments.configs import FASHION_MNIST_OOD, parse_options
+from experiments.configs import FASHION_MNIST_OOD, data_mesh, parse_options
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -30,6 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.name = "diffusion_" + ("mnist_5k" if "mnist_5k" in options else "fmnist")
     c.name += "_smoke" if smoke else ""
     c.seed = 20240531  # FLIPD (arXiv 2406.03537)
+    c.mesh = data_mesh()
     c.checkpoints = "experiments/checkpoints/" + c.name.removesuffix("_smoke")
 
     # In-distribution set -> (training split, test split, OOD "name:split" entries).

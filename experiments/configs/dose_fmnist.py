@@ -22,7 +22,7 @@ FMNIST → MNIST-5k (DoSE's reported figure) and every column at 0.95 or more.
 
 import ml_collections
 
-from experiments.configs import glow_fmnist, parse_options, vae_ood
+from experiments.configs import data_mesh, glow_fmnist, parse_options, vae_ood
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -31,6 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.pipeline = "dose"
     c.name = "dose_fmnist_smoke" if smoke else "dose_fmnist"
     c.seed = 20210413  # AISTATS 2021
+    c.mesh = data_mesh()
 
     # The models whose statistics are the features, and where they are trained.
     # An empty workdir means a sub-directory of this run's workdir.

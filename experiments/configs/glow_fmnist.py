@@ -26,7 +26,7 @@ options:
 
 import ml_collections
 
-from experiments.configs import FASHION_MNIST_OOD, parse_options
+from experiments.configs import FASHION_MNIST_OOD, data_mesh, parse_options
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -37,6 +37,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if options - {"mnist_5k"}:
         c.name += "_" + "_".join(sorted(options - {"mnist_5k"}))
     c.seed = 20200610  # Schirrmeister et al.'s numpy/torch seed
+    c.mesh = data_mesh()
 
     c.data = ml_collections.ConfigDict()
     c.data.id_dataset = "fashion_mnist"

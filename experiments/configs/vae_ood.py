@@ -18,7 +18,7 @@ intensity scales while the Lipschitz one holds.
 
 import ml_collections
 
-from experiments.configs import FASHION_MNIST_OOD, parse_options
+from experiments.configs import FASHION_MNIST_OOD, data_mesh, parse_options
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -27,6 +27,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.pipeline = "vae"
     c.name = "vae_ood_smoke" if smoke else "vae_ood"
     c.seed = 20230731  # UAI 2023
+    c.mesh = data_mesh()
 
     # In-distribution set -> (training split, test split, OOD "name:split" entries).
     c.settings = ml_collections.ConfigDict()

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import checks
+from jaxood import checks, parallel
 from jaxood.typing import Array, PRNGKey
 
 NUM_BINS = 256
@@ -86,8 +86,11 @@ def mutate(key: PRNGKey, images: Array, rate: float) -> Array:
         raise ValueError(f"mutation rate must lie in [0, 1], got {rate}.")
     images = jnp.asarray(images)
     flip_key, value_key = jax.random.split(key)
-    flip = jax.random.bernoulli(flip_key, rate, images.shape)
-    values = jax.random.randint(value_key, images.shape, 0, NUM_BINS, jnp.int32)
+    like = parallel.batch_sharding(images)
+    flip = jax.random.bernoulli(flip_key, rate, images.shape, out_sharding=like)
+    values = jax.random.randint(
+        value_key, images.shape, 0, NUM_BINS, jnp.int32, out_sharding=like
+    )
     return jnp.where(flip, values.astype(jnp.uint8), images)
 
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxood import parallel
 from jaxood.train import make_optimizer
 from jaxood.typing import Array, Params, PRNGKey
 from jaxood.vae.model import (
@@ -52,32 +53,39 @@ def _refit_step(
     """One Adam step of every input's own encoder copy (vmapped over inputs)."""
     optimizer = _adam(learning_rate, weight_decay)
 
-    def one(encoder, opt_state, image, key):
-        def loss(enc):
-            params = {"encoder": enc, "decoder": decoder}
-            return -elbo(model, params, image[None], key)[0]
+    def refit(per_input, decoder):
+        def one(encoder, opt_state, image, key):
+            def loss(enc):
+                params = {"encoder": enc, "decoder": decoder}
+                return -elbo(model, params, image[None], key)[0]
 
-        grads = jax.grad(loss)(encoder)
-        updates, opt_state = optimizer.update(grads, opt_state, encoder)
-        return jax.tree.map(jnp.add, encoder, updates), opt_state
+            grads = jax.grad(loss)(encoder)
+            updates, opt_state = optimizer.update(grads, opt_state, encoder)
+            return jax.tree.map(jnp.add, encoder, updates), opt_state
 
-    return jax.vmap(one)(encoders, opt_states, x, keys)
+        return jax.vmap(one)(*per_input)
+
+    # On a mesh each device re-fits the encoders of its own inputs.
+    return parallel.per_shard(refit, (encoders, opt_states, x, keys), decoder)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size"))
 def _iwae_per_input(model, encoders, decoder, x, keys, num_samples, chunk_size):
-    def one(encoder, image, key):
-        _, weights = importance_terms(
-            model,
-            {"encoder": encoder, "decoder": decoder},
-            image[None],
-            key,
-            num_samples,
-            chunk_size=chunk_size,
-        )
-        return iwae_bound(weights[0])
+    def bounds(per_input, decoder):
+        def one(encoder, image, key):
+            _, weights = importance_terms(
+                model,
+                {"encoder": encoder, "decoder": decoder},
+                image[None],
+                key,
+                num_samples,
+                chunk_size=chunk_size,
+            )
+            return iwae_bound(weights[0])
 
-    return jax.vmap(one)(encoders, x, keys)
+        return jax.vmap(one)(*per_input)
+
+    return parallel.per_shard(bounds, (encoders, x, keys), decoder)
 
 
 def likelihood_regret(
@@ -113,26 +121,28 @@ def likelihood_regret(
         raise ValueError(f"steps must be non-negative, got {steps}.")
     if chunk_size is not None and chunk_size > num_samples:
         chunk_size = num_samples
-    batch = x.shape[0]
-    fit_key, eval_key = jax.random.split(key)
-    eval_keys = jax.random.split(eval_key, batch)
-    copies = jax.tree.map(
-        lambda a: jnp.broadcast_to(a, (batch, *a.shape)), params["encoder"]
-    )
-    encoders = copies
-    opt_states = jax.vmap(_adam(learning_rate, weight_decay).init)(copies)
-    # A host loop of jitted steps: on XLA:CPU a conv weight-gradient inside a
-    # while loop (lax.fori_loop) runs ~8x slower here (docs/performance.md).
-    for i in range(steps):
-        step_keys = jax.random.split(jax.random.fold_in(fit_key, i), batch)
-        encoders, opt_states = _refit_step(
-            model, encoders, opt_states, params["decoder"], x, step_keys,
-            learning_rate, weight_decay,
+    # The per-input copies are made eagerly: on a mesh, in its context.
+    with parallel.mesh_context(x):
+        batch = x.shape[0]
+        fit_key, eval_key = jax.random.split(key)
+        eval_keys = jax.random.split(eval_key, batch)
+        copies = jax.tree.map(
+            lambda a: jnp.broadcast_to(a, (batch, *a.shape)), params["encoder"]
+        )
+        encoders = copies
+        opt_states = jax.vmap(_adam(learning_rate, weight_decay).init)(copies)
+        # A host loop of jitted steps: on XLA:CPU a conv weight-gradient inside a
+        # while loop (lax.fori_loop) runs ~8x slower here (docs/performance.md).
+        for i in range(steps):
+            step_keys = jax.random.split(jax.random.fold_in(fit_key, i), batch)
+            encoders, opt_states = _refit_step(
+                model, encoders, opt_states, params["decoder"], x, step_keys,
+                learning_rate, weight_decay,
+            )  # fmt: skip
+        # The same importance draws before and after: the difference has less noise.
+        iwae = functools.partial(
+            _iwae_per_input, model, decoder=params["decoder"], x=x, keys=eval_keys,
+            num_samples=num_samples, chunk_size=chunk_size,
         )  # fmt: skip
-    # The same importance draws before and after: the difference has less noise.
-    iwae = functools.partial(
-        _iwae_per_input, model, decoder=params["decoder"], x=x, keys=eval_keys,
-        num_samples=num_samples, chunk_size=chunk_size,
-    )  # fmt: skip
-    before, after = iwae(copies), iwae(encoders)
+        before, after = iwae(copies), iwae(encoders)
     return LikelihoodRegret(after - before, before, after)

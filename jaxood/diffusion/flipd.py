@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import checks
+from jaxood import checks, parallel
 from jaxood.diffusion.divergence import PROBES, probes, value_and_divergence
 from jaxood.diffusion.sde import VPSDE
 from jaxood.typing import Array, PRNGKey
@@ -154,7 +154,7 @@ def _sweep(score_fn, xs, t0s, key, *, sde, num_probes, probe, chunk_size):
         at = functools.partial(_flipd, score_fn, x, sde=sde, chunk_size=chunk_size)
         return jax.vmap(lambda t: at(t, vectors))(t0s)
 
-    return jax.vmap(one)(jnp.arange(xs.shape[0]), xs)
+    return jax.vmap(one)(parallel.like_batch(jnp.arange(xs.shape[0]), xs), xs)
 
 
 def flipd_sweep(

@@ -32,7 +32,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
-from jaxood import checks
+from jaxood import checks, parallel
 from jaxood.data.preprocess import bits_per_dim as model_space_bits_per_dim
 from jaxood.diffusion.divergence import PROBES, probes, value_and_divergence
 from jaxood.diffusion.flipd import ScoreFn, as_pytree
@@ -121,13 +121,19 @@ def _solve(score_fn, y, vectors, *, sde, t_min, rtol, atol, solver, chunk_size,
     ),
 )  # fmt: skip
 def _batch(score_fn, ys, key, *, num_probes, probe, **options):
-    def one(i, y):
-        vectors = None
-        if num_probes is not None:
-            vectors = probes(jax.random.fold_in(key, i), num_probes, y.shape, probe)
-        return _solve(score_fn, y, vectors, **options)
+    def one_with(score_fn, key):
+        def one(i, y):
+            vectors = None
+            if num_probes is not None:
+                vectors = probes(jax.random.fold_in(key, i), num_probes, y.shape, probe)
+            return _solve(score_fn, y, vectors, **options)
 
-    return jax.vmap(one)(jnp.arange(ys.shape[0]), ys)
+        return one
+
+    def solve(batch, score_fn, key):
+        return jax.vmap(one_with(score_fn, key))(*batch)
+
+    return parallel.per_shard(solve, (jnp.arange(ys.shape[0]), ys), score_fn, key)
 
 
 def ode_log_prob_batch(
@@ -192,15 +198,16 @@ def ode_log_prob_batch(
         )
     checks.finite(ys, "ys", "The likelihood is defined at finite points only.")
     key = jax.random.key(0) if key is None else key  # unused: exact trace
-    return _batch(
-        as_pytree(score_fn),
-        ys,
-        key,
-        sde=sde,
-        num_probes=num_probes,
-        probe=probe,
-        **options,
-    )
+    with parallel.outside_mesh_context(ys):
+        return _batch(
+            as_pytree(score_fn),
+            ys,
+            key,
+            sde=sde,
+            num_probes=num_probes,
+            probe=probe,
+            **options,
+        )
 
 
 def ode_log_prob(score_fn: ScoreFn, y: Array, key: PRNGKey | None = None, **options):

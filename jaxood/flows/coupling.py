@@ -39,6 +39,7 @@ from jaxood.typing import Array, Params, PRNGKey
 TRANSFORMS = ("affine", "additive", "spline")
 PARTITIONS = ("channel", "checkerboard")
 AFFINE_SCALE_OFFSET = 2.0
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +53,14 @@ class Coupling(Bijector):
     spline_bins: int = 8
     spline_bound: float = 3.0
     checkpoint: bool = False
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                f"{self.compute_dtype!r}."
+            )
         if self.transform not in TRANSFORMS:
             raise ValueError(
                 f"transform must be one of {TRANSFORMS}, got {self.transform!r}."
@@ -129,7 +136,16 @@ class Coupling(Bijector):
 
         if self.checkpoint:
             apply = jax.checkpoint(apply)
-        out = apply(params, self._conditioner_input(x))
+        inputs = self._conditioner_input(x)
+        if self.compute_dtype != "float32":
+            # Only the conditioner's convolutions run in the narrow type; its
+            # output (scales, shifts, spline knots) and every log-determinant are
+            # float32, so the likelihood is accumulated at full precision.
+            narrow = jnp.dtype(self.compute_dtype)
+            params = jax.tree.map(lambda a: a.astype(narrow), params)
+            out = apply(params, inputs.astype(narrow)).astype(jnp.float32)
+        else:
+            out = apply(params, inputs)
         return out.reshape(*out.shape[:-1], -1, self.params_per_element)
 
     def _elementwise(self, h: Array, x: Array, inverse: bool) -> tuple[Array, Array]:

@@ -35,7 +35,7 @@ from jaxood import checks
 from jaxood.flows.actnorm import ActNorm
 from jaxood.flows.bijector import Bijector
 from jaxood.flows.conv1x1 import InvertibleConv1x1
-from jaxood.flows.coupling import TRANSFORMS, Coupling
+from jaxood.flows.coupling import COMPUTE_DTYPES, TRANSFORMS, Coupling
 from jaxood.flows.priors import PRIORS, ScalePrior
 from jaxood.flows.squeeze import squeeze, unsqueeze
 from jaxood.typing import Array, Params, PRNGKey
@@ -59,6 +59,12 @@ class GlowConfig:
         prior: ``"diagonal"`` (Schirrmeister) or ``"conditional"`` (Glow split prior).
         spline_bins, spline_bound: RQ spline settings (Kamkari et al.: 8, 3).
         checkpoint_coupling: rematerialise coupling nets in the backward pass.
+        compute_dtype: the coupling networks' convolutions in ``"float32"``
+            (default), ``"bfloat16"`` or ``"float16"`` (for accelerators: params and
+            inputs are cast per call, the stored params stay float32). Everything
+            else (the flow's transforms, log-determinants, priors, log p) is
+            float32. On the shipped Fashion-MNIST Glow bfloat16 moves bits/dim by
+            the amount in ``benchmarks/README.md``; on CPUs it is slower.
         scan_unroll: unroll the ``lax.scan`` over steps. None (default): unrolled
             when JAX's default backend is the CPU, where a rolled scan makes
             parameter gradients ~17x slower (docs/performance.md), rolled on GPU and
@@ -77,6 +83,7 @@ class GlowConfig:
     spline_bound: float = 3.0
     checkpoint_coupling: bool = False
     scan_unroll: bool | None = None
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
@@ -98,6 +105,11 @@ class GlowConfig:
             raise ValueError(f"step must be one of {STEP_KINDS}, got {self.step!r}.")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}.")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                f"{self.compute_dtype!r}."
+            )
 
     @property
     def num_dims(self) -> int:
@@ -131,6 +143,7 @@ class Glow:
             spline_bins=c.spline_bins,
             spline_bound=c.spline_bound,
             checkpoint=c.checkpoint_coupling,
+            compute_dtype=c.compute_dtype,
         )
         if c.step == "glow":
             return (

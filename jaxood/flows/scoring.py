@@ -46,8 +46,9 @@ def log_prob_images(
         with_latents: also return the standardised latents (float32): in image
             layout as ``"latents"`` ``(N, H, W, C)`` and per scale as
             ``"latents_0"`` … ``"latents_{L-1}"``.
-        mesh: a ``jaxood.parallel.data_mesh``: every batch is split over its
-            devices (params are replicated onto it).
+        mesh: a ``jaxood.parallel.data_mesh`` (default: the mesh set with
+            ``jax.set_mesh``, if any): every batch is split over its devices
+            (params are replicated onto it).
 
     Returns:
         ``{"total": (N,), "per_scale": (N, L)}`` in nats, float64 numpy, plus the
@@ -84,6 +85,7 @@ def log_prob_images(
             out.update({f"latents_{i}": u for i, u in enumerate(lp.latents)})
         return out
 
+    mesh = parallel.current_mesh(mesh)
     if mesh is not None:
         params = parallel.replicate(mesh, params)
     out = map_batches(one, images, batch_size, desc=desc, mesh=mesh)

@@ -61,12 +61,12 @@ def _flow_spectra(
     _check_batch(x)
     # encode checks dtype and shape statically and the values through checks.
     z0 = flatten_latents(encode(model, params, x))
-    decode = flow_decoder(model, params)
 
-    def one(z):
+    def one(z, params):
+        decode = flow_decoder(model, params)
         return jacobian_spectrum(decode, z, chunk_size=chunk_size, vectors=vectors)
 
-    return map_per_shard(one, z0), z0  # each device its own images
+    return map_per_shard(one, z0, params), z0  # each device its own images
 
 
 _STATIC = ("chunk_size", "vectors")

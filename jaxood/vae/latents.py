@@ -18,6 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxood import parallel
 from jaxood.typing import Array, PRNGKey
 from jaxood.vae import vmf
 
@@ -90,7 +91,11 @@ class VMFLatent:
 
     def sample(self, key: PRNGKey, post: Posterior) -> Array:
         keys = jax.random.split(key, post.loc.shape[0])
-        return jax.vmap(vmf.sample)(keys, post.loc, post.spread)
+        # Each device its own examples: a batched while loop (the rejection
+        # sampler) cannot carry a batch axis split over explicit mesh axes.
+        return parallel.per_shard(
+            lambda b: jax.vmap(vmf.sample)(*b), (keys, post.loc, post.spread)
+        )
 
     def log_q(self, post: Posterior, z: Array) -> Array:
         return vmf.log_prob(z, post.loc, post.spread)

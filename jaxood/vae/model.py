@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxood import checks
+from jaxood import checks, parallel
 from jaxood.nets import pure
 from jaxood.nets.vae_nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from jaxood.typing import Array, Params, PRNGKey
@@ -262,16 +262,33 @@ def importance_terms(
             f"chunk_size must divide num_samples ({num_samples}), got {chunk_size}."
         )
     post = encode(model, params, x)
+    batch = x.shape[0]
 
-    def one(i):
-        z = model.latent.sample(jax.random.fold_in(key, i), post)
-        log_lik = _log_likelihood(model, params, z, x)
-        weight = log_lik + model.latent.log_prior(z) - model.latent.log_q(post, z)
-        return log_lik, weight
+    def samples(indices):
+        """``(B, chunk)`` terms of the samples ``indices``. The chunk is folded
+        into the batch axis batch-major (one decoder call of ``B · chunk``), the
+        order that keeps the batch sharding on a mesh with explicit axes."""
+        draw = lambda i: model.latent.sample(jax.random.fold_in(key, i), post)  # noqa: E731
+        zs = jax.vmap(draw)(indices)  # (chunk, B, d)
+        z = parallel.reshape_batch(
+            jnp.moveaxis(zs, 0, 1), (batch * chunk, zs.shape[-1])
+        )
+        xs = jnp.broadcast_to(x[:, None], (batch, chunk, *x.shape[1:]))
+        xs = parallel.reshape_batch(xs, (batch * chunk, *x.shape[1:]))
+        log_lik = parallel.reshape_batch(
+            _log_likelihood(model, params, z, xs), (batch, chunk)
+        )
+        log_ratio = jax.vmap(
+            lambda z: model.latent.log_prior(z) - model.latent.log_q(post, z)
+        )(zs).T
+        return log_lik, log_lik + log_ratio
 
     indices = jnp.arange(num_samples).reshape(num_samples // chunk, chunk)
-    log_lik, weight = jax.lax.map(jax.vmap(one), indices)
-    to_batch_major = lambda a: a.reshape(num_samples, -1).T  # noqa: E731
+    log_lik, weight = jax.lax.map(samples, indices)  # (chunks, B, chunk) each
+    # -> (B, num_samples), keeping the batch sharding.
+    to_batch_major = lambda a: parallel.reshape_batch(  # noqa: E731
+        jnp.moveaxis(a, 1, 0), (batch, num_samples)
+    )
     return to_batch_major(log_lik), to_batch_major(weight)
 
 
