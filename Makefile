@@ -86,6 +86,7 @@ bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.flow_throughput --torch-python $(BENCH_VENV)/bin/python
 	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
 	$(PY) -m benchmarks.flipd_speed
+	$(PY) -m benchmarks.parallel_speed
 
 clean:
 	rm -rf $(VENV) runs

@@ -39,8 +39,10 @@ DETECTORS = {
 
 
 def build_model(config) -> flows.Glow:
-    size = config.data.image_size
-    return flows.Glow(flows.GlowConfig(image_shape=(size, size, 1), **config.model))
+    size, channels = config.data.image_size, config.data.get("channels", 1)
+    return flows.Glow(
+        flows.GlowConfig(image_shape=(size, size, channels), **config.model)
+    )
 
 
 def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +62,9 @@ def load_sets(config) -> dict[str, np.ndarray]:
         "id_test": run_dir.subset(data.load(dc.id_dataset, "test"), dc.max_eval, seed),
         "general_train": data.load(dc.general_dataset, "train"),
         "general_val": run_dir.subset(
-            data.load(dc.general_dataset, "test"), dc.general_val_size, seed
+            data.load(dc.general_dataset, dc.get("general_test_split", "test")),
+            dc.general_val_size,
+            seed,
         ),
         **run_dir.load_sets(dc.ood, dc.max_eval, seed),
     }

@@ -73,6 +73,11 @@ def group_rows(groups: dict, detectors, sets) -> list[list]:
             for d in detectors for m, g in groups.items()]  # fmt: skip
 
 
+def ordered(names) -> list[str]:
+    """Set names in the tables' column order; sets we do not know come last."""
+    return [s for s in SETS if s in names] + [s for s in names if s not in SETS]
+
+
 def _join(*parts: str) -> str:
     return "\n\n".join(parts)
 
@@ -90,7 +95,7 @@ def _ours(r: dict, detector: str, ood: str, size: str) -> float:
 def flow_block(r: dict, command: str, file: str) -> str:
     """Training, point-wise and group AUROCs of a flow run, next to the anchors."""
     m, bpd, groups = r["metrics"], r["bpd"], r["groups"]
-    sets = [s for s in SETS if s in m["likelihood"]]
+    sets = ordered(m["likelihood"])
     training = [[s, t["steps"], f"{t['train_seconds'] / 60:.0f}", f"{t['val_bpd']:.3f}",
                  f"{bpd[s]['id_test']:.3f}", f"`{t.get('restored_from', '-')}`"]
                 for s, t in r["training"].items()]  # fmt: skip
@@ -338,7 +343,7 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
     """The README's table: a few detectors of each family on every pair."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
     g_rev = mnist["groups"]["5"]["auroc"]
-    sets = [s for s in SETS if s in m["likelihood"]]
+    sets = ordered(m["likelihood"])
     rows = [
         [label]
         + [f"{m[d][s]['auroc']:.3f}" for s in sets]

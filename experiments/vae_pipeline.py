@@ -46,15 +46,21 @@ def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_sets(config, setting: str) -> dict[str, np.ndarray]:
-    """uint8 ``(N, 28, 28, 1)`` sets: id_train, id_val, id_test and ``ood/<name>``."""
+    """uint8 sets at the ID images' size: id_train, id_val, id_test and
+    ``ood/<name>`` (OOD images of another size are centre-cropped and resized)."""
     s, seed, limit = config.settings[setting], config.seed, config.score.max_eval
     images, labels = data.load(setting, s.train_split, with_labels=True)
     train_idx, val_idx = split_indices(config, labels)
+    size = images.shape[1]
+    ood = {
+        name: x if x.shape[1:3] == (size, size) else data.resize(x, size)
+        for name, x in run_dir.load_sets(s.ood, limit, seed).items()
+    }
     return {
         "id_train": images[train_idx],
         "id_val": run_dir.subset(images[val_idx], limit, seed),
         "id_test": run_dir.subset(data.load(setting, s.test_split), limit, seed),
-        **run_dir.load_sets(s.ood, limit, seed),
+        **ood,
     }
 
 

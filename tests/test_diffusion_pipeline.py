@@ -5,11 +5,14 @@ tests/test_experiments.py instead of after it.
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from experiments import main, tables
+from experiments import main, run_dir, tables
 from experiments.configs import diffusion_fmnist
 
 pytestmark = pytest.mark.slow
@@ -68,3 +71,28 @@ def test_report_and_table(runs, tmp_path):
         "--workdir", str(workdir), "--mode", "score",
     ])  # fmt: skip
     assert [p.stat().st_mtime_ns for p in outputs] == before
+
+
+def test_four_devices_give_the_one_device_run(runs, tmp_path):
+    """The same smoke run on 4 forced host devices (batches split, params
+    replicated, every ODE and FLIPD batch sharded): the printed mesh line, and the
+    one-device scores up to float summation order."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(run_dir.ROOT),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+        + " --xla_force_host_platform_device_count=4",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--config",
+         "experiments/configs/diffusion_fmnist.py:smoke",
+         "--workdir", str(tmp_path / "four"), "--mode", "score"],
+        cwd=run_dir.ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mesh {'data': 4} over 4 device(s)" in done.stdout
+    one = np.load(runs / "diffusion_fmnist" / "fashion_mnist" / "scores.npz")
+    four = np.load(tmp_path / "four" / "fashion_mnist" / "scores.npz")
+    assert sorted(one) == sorted(four)
+    for name in one:
+        np.testing.assert_allclose(four[name], one[name], rtol=1e-3, err_msg=name)

@@ -92,7 +92,8 @@ def _data_source(name: str, tfds_split: str, data_dir: Path):
         raise DataError(
             f"{name!r} is not prepared in {data_dir} and tfds needs TensorFlow "
             "(and internet) to prepare built-in datasets. Fix: "
-            "`pip install tensorflow==2.21.0 tf-keras==2.21.0`, or copy a prepared "
+            "`pip install -r requirements-accelerators.txt` (TensorFlow), or copy a "
+            "prepared "
             f"{name}/ folder (array_record format) into the data directory. "
             f"Offline sets: {', '.join(available())}."
         ) from err

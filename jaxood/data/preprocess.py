@@ -152,7 +152,9 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of uint8 images to ``size`` x ``size`` (as torchvision's Resize).
 
     Schirrmeister et al. resize MNIST-family 28x28 images to 32x32 so that three 2x2
-    squeezes fit. Rounds back to uint8 so dequantization stays exact.
+    squeezes fit. Non-square images are centre-cropped to a square first (CelebA's
+    218x178 faces to 178x178), so nothing is stretched. Rounds back to uint8 so
+    dequantization stays exact.
 
     Args:
         images: uint8 ``(N, H, W, C)``.
@@ -162,7 +164,10 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
         uint8 ``(N, size, size, C)``.
     """
     _check_uint8_images(images)
-    n, _, _, c = images.shape
+    n, h, w, c = images.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    images = images[:, top : top + side, left : left + side]
     out = jax.image.resize(
         jnp.asarray(images, jnp.float32), (n, size, size, c), method="linear"
     )
