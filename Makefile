@@ -61,6 +61,7 @@ reproduce: data
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood
 	$(MAIN)/dose_fmnist.py --workdir runs/dose_fmnist
 	$(MAIN)/diffusion_fmnist.py --workdir runs/diffusion_fmnist $(SHIPPED)
+	$(MAIN)/diffusion_fmnist.py:mnist_5k --workdir runs/diffusion_mnist_5k $(SHIPPED)
 	$(PY) -m experiments.tables --collect runs
 
 # The VAE experiments alone (Vacant Holes: IWAE, typicality, hole indicator, regret).

@@ -29,6 +29,10 @@ SOURCES = {
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
     "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
     "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
+    "diffusion_mnist_5k": (
+        "diffusion_mnist_5k/results.json",
+        "diffusion_fmnist.py:mnist_5k",
+    ),
 }
 SOURCES = {  # the run directory is the first part of the file's path
     name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}"
@@ -398,6 +402,7 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
         "vae_ood": vae_block,
         "dose_fmnist": dose_block,
         "diffusion_fmnist": diffusion_block,
+        "diffusion_mnist_5k": diffusion_block,
     }
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:

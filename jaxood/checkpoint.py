@@ -291,10 +291,14 @@ def _restore_dir(directory: Path, target: Any, shown: Path | None = None) -> Any
             parallel.outside_mesh_context(),
             ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer,
         ):
+            # Shapes and dtypes only: a target made under a mesh (or by eval_shape
+            # there) would carry a sharding orbax cannot place onto.
             abstract = (
                 None
                 if target is None
-                else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+                else jax.tree.map(
+                    lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), target
+                )
             )
             restored = checkpointer.restore(directory, abstract)
     except Exception as err:  # orbax raises many types for unreadable data.

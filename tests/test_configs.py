@@ -64,11 +64,12 @@ def test_config_options():
         glow_fmnist.get_config("big")
 
 
-def test_the_shipped_diffusion_model_matches_its_config():
-    config = diffusion_fmnist.get_config()
-    fp = diffusion_pipeline.fingerprint(config, "fashion_mnist")
+@pytest.mark.parametrize("option", ["", "mnist_5k"])
+def test_the_shipped_diffusion_models_match_their_configs(option):
+    config = diffusion_fmnist.get_config(option)
+    (setting,) = config.settings
+    assert setting == (option or "fashion_mnist")
+    assert config.checkpoints.endswith(f"diffusion_{option or 'fmnist'}")
+    fp = diffusion_pipeline.fingerprint(config, setting)
     found = run_dir.find_source([config.checkpoints], diffusion_pipeline.STAGE, fp)
     assert found is not None and (found / "params").is_dir()
-    reverse = diffusion_fmnist.get_config("mnist_5k")
-    assert list(reverse.settings) == ["mnist_5k"]
-    assert reverse.checkpoints.endswith("diffusion_mnist_5k")
