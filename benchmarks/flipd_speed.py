@@ -17,7 +17,6 @@ Goals: Hutchinson FLIPD ≥ 100× faster per image than the normal bundle, ρ �
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -28,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks import readme
-from benchmarks.lid_speed import HERE, _compile, _time, _trained
+from benchmarks.lid_speed import _compile, _time, _trained
 from experiments import diffusion_pipeline, run_dir
 from experiments.configs import diffusion_fmnist
 from jaxood import checkpoint, data, diffusion, lid
@@ -131,11 +130,8 @@ def main(argv=None) -> None:
         "load_average": load,
         "total_seconds": time.perf_counter() - tic,
     }
-    print(readme.flipd_section(result))
-    if args.quick:
-        return
-    (HERE / "results" / "flipd_speed.json").write_text(json.dumps(result, indent=2))
-    readme.write()
+    result["quick"] = args.quick
+    readme.publish("flipd_speed", result, readme.flipd_section)
 
 
 if __name__ == "__main__":

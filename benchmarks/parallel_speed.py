@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import readme
-from benchmarks.lid_speed import HERE, _compile, _time, _trained
+from benchmarks.lid_speed import _compile, _time, _trained
 from jaxood import data, flows, lid, parallel, train
 
 FULL = dict(log_prob_batch=256, train_batch=64, lid_images=2, repeats=7, bf16=1000)
@@ -157,11 +157,9 @@ def main(argv=None) -> None:
     result["goal_overhead"] = 0.05
     result["load_average"] = [*load, os.getloadavg()[0]]
     result["total_seconds"] = time.perf_counter() - tic
-    print(readme.parallel_section(result))
-    if args.quick:
-        return
-    (HERE / "results" / "parallel_speed.json").write_text(json.dumps(result, indent=2))
-    readme.write()
+    readme.publish(
+        "parallel_speed", {**result, "quick": args.quick}, readme.parallel_section
+    )
 
 
 if __name__ == "__main__":

@@ -276,6 +276,16 @@ value, at most {bf["max_abs_difference"]:.4f}.
 """
 
 
+def publish(name: str, result: dict, section) -> None:
+    """Prints a benchmark's section; unless ``result`` is from ``--quick``
+    (``result["quick"]``), writes ``results/<name>.json`` and regenerates the README."""
+    print(section(result))
+    if result.get("quick"):
+        return
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(result, indent=2))
+    write()
+
+
 def write() -> None:
     sections = []
     flow = HERE / "results" / "flow_throughput.json"

@@ -13,10 +13,14 @@ and from ``jax.sharding.Mesh`` alike::
 
 Sets of any size go through ``jaxood.batching.map_batches(..., mesh=mesh)`` (and
 ``flows.log_prob_images(..., mesh=mesh)``), which pads the last batch and drops the
-padding, never an image. On several hosts call ``jax.distributed.initialize()``
-first; each process then reads its own slice of the data
-(``jax.process_index()`` of ``jax.process_count()``) and ``data_mesh`` spans every
-host's devices.
+padding, never an image. Under ``with jax.set_mesh(mesh):`` those helpers and
+``train.make_train_step`` use that mesh without being told (:func:`current_mesh`).
+Per-example code that explicit axes cannot type (loops, rejection samplers, ODE
+solvers) runs per device through :func:`per_shard`; docs/parallel.md lists where.
+
+On several hosts call ``jax.distributed.initialize()`` first; each process then
+reads its own slice of the data (``jax.process_index()`` of
+``jax.process_count()``) and ``data_mesh`` spans every host's devices.
 """
 
 from __future__ import annotations

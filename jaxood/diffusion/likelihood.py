@@ -121,18 +121,16 @@ def _solve(score_fn, y, vectors, *, sde, t_min, rtol, atol, solver, chunk_size,
     ),
 )  # fmt: skip
 def _batch(score_fn, ys, key, *, num_probes, probe, **options):
-    def one_with(score_fn, key):
+    def solve(batch, score_fn, key):
         def one(i, y):
             vectors = None
             if num_probes is not None:
                 vectors = probes(jax.random.fold_in(key, i), num_probes, y.shape, probe)
             return _solve(score_fn, y, vectors, **options)
 
-        return one
+        return jax.vmap(one)(*batch)
 
-    def solve(batch, score_fn, key):
-        return jax.vmap(one_with(score_fn, key))(*batch)
-
+    # On a mesh each device solves its own examples; example i keeps its probes.
     return parallel.per_shard(solve, (jnp.arange(ys.shape[0]), ys), score_fn, key)
 
 
