@@ -240,9 +240,9 @@ def _parallel_rows(r: dict, label: str) -> list[str]:
 def parallel_section(r: dict) -> str:
     """The README section of ``benchmarks/parallel_speed.py`` (also printed by it)."""
     one, two, bf = r["one_device"], r["two_cpu_devices"], r["bfloat16"]
-    rows = _parallel_rows(one, one["devices"])
+    rows = _parallel_rows(one, one["devices"].rsplit(": ", 1)[0])
     if two is not None:
-        rows += _parallel_rows(two, two["devices"])
+        rows += _parallel_rows(two, two["devices"].rsplit(": ", 1)[0])
     worst = max(
         (one[k]["single"] / one[k]["mesh"] - 1)
         if k != "exact_lid_seconds_per_image"
@@ -265,8 +265,8 @@ total {r["total_seconds"] / 60:.1f} min. Cost = how much slower the mesh path is
 
 **Sharding overhead on one device: at most {worst:+.1%}** (goal ≤
 {r["goal_overhead"]:.0%}: {_verdict(worst <= r["goal_overhead"])}). The forced
-2-device CPU mesh splits the same cores, so it shows what splitting costs, not a
-speed-up; no accelerator was lent for a GPU row.
+2-device CPU mesh runs on the same cores (no compute is added): a negative cost there
+means that one XLA CPU device left cores idle. No accelerator was lent for a GPU row.
 
 bfloat16 coupling networks (`GlowConfig(compute_dtype="bfloat16")`), same params,
 {bf["images"]} test images: {bf["bits_per_dim_float32"]:.4f} bits/dim in float32,

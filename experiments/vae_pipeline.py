@@ -32,11 +32,12 @@ DETECTORS = {
 FPR_TPR = 0.8
 
 
-def build_model(config, kind: str, image_shape=(28, 28, 1)) -> vae.VAE:
+def build_model(config, kind: str) -> vae.VAE:
     spec = config.models[kind].to_dict()
     spec["hidden"] = tuple(spec.get("hidden", (256, 128)))
+    shape = tuple(config.get("image_shape", (28, 28, 1)))
     return vae.VAE(
-        vae.VAEConfig(image_shape=image_shape, likelihood=config.likelihood, **spec)
+        vae.VAEConfig(image_shape=shape, likelihood=config.likelihood, **spec)
     )
 
 

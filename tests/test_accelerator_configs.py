@@ -12,11 +12,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import main
-from experiments.configs import diffusion_cifar10, glow_cifar10
+from experiments.configs import diffusion_cifar10, glow_cifar10, vae_cifar10
 
 
 def test_the_configs_and_their_mesh_knob():
-    for module in (glow_cifar10, diffusion_cifar10):
+    for module in (glow_cifar10, vae_cifar10, diffusion_cifar10):
         for option in ("", "smoke"):
             config = module.get_config(option)
             assert config.mesh.devices == 0  # every local device
@@ -33,7 +33,7 @@ def test_the_configs_and_their_mesh_knob():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["glow_cifar10", "diffusion_cifar10"])
+@pytest.mark.parametrize("name", ["glow_cifar10", "vae_cifar10", "diffusion_cifar10"])
 def test_the_smoke_variant_runs_on_mocked_data(name, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXOOD_DATA_DIR", str(tmp_path / "data"))
     workdir = tmp_path / name
