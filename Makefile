@@ -8,7 +8,7 @@ export JAXOOD_DATA_DIR ?= $(CURDIR)/data
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test lint format data reproduce vae tables ship bench clean
+.PHONY: run test test-extended lint format data reproduce vae tables ship bench clean
 
 # (Re)install whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt pyproject.toml
@@ -38,6 +38,11 @@ run: data
 TEST_WORKERS ?= 2
 test: data
 	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
+# Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10 VAE
+# and diffusion configs on mocked data and a whole diffusion run on 4 forced devices.
+test-extended: data
+	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -33,7 +33,14 @@ def test_the_configs_and_their_mesh_knob():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["glow_cifar10", "vae_cifar10", "diffusion_cifar10"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "glow_cifar10",
+        pytest.param("vae_cifar10", marks=pytest.mark.extended),
+        pytest.param("diffusion_cifar10", marks=pytest.mark.extended),
+    ],
+)
 def test_the_smoke_variant_runs_on_mocked_data(name, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXOOD_DATA_DIR", str(tmp_path / "data"))
     workdir = tmp_path / name

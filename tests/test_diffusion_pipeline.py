@@ -73,6 +73,7 @@ def test_report_and_table(runs, tmp_path):
     assert [p.stat().st_mtime_ns for p in outputs] == before
 
 
+@pytest.mark.extended  # ~90 s; tests/test_parallel.py covers the same functions
 def test_four_devices_give_the_one_device_run(runs, tmp_path):
     """The same smoke run on 4 forced host devices (batches split, params
     replicated, every ODE and FLIPD batch sharded): the printed mesh line, and the
@@ -96,3 +97,10 @@ def test_four_devices_give_the_one_device_run(runs, tmp_path):
     assert sorted(one) == sorted(four)
     for name in one:
         np.testing.assert_allclose(four[name], one[name], rtol=1e-3, err_msg=name)
+
+    # The AUROCs of every detector and pair, from those scores.
+    def aurocs(workdir):
+        pairs = json.loads((workdir / "results.json").read_text())["settings"]
+        return json.dumps(pairs["fashion_mnist"]["pairs"], sort_keys=True)
+
+    assert aurocs(tmp_path / "four") == aurocs(runs / "diffusion_fmnist")
