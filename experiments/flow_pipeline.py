@@ -39,7 +39,7 @@ DETECTORS = {
 
 
 def build_model(config) -> flows.Glow:
-    size, channels = config.data.image_size, config.data.get("channels", 1)
+    size, channels = config.data.image_size, config.data.channels
     return flows.Glow(
         flows.GlowConfig(image_shape=(size, size, channels), **config.model)
     )
@@ -62,7 +62,7 @@ def load_sets(config) -> dict[str, np.ndarray]:
         "id_test": run_dir.subset(data.load(dc.id_dataset, "test"), dc.max_eval, seed),
         "general_train": data.load(dc.general_dataset, "train"),
         "general_val": run_dir.subset(
-            data.load(dc.general_dataset, dc.get("general_test_split", "test")),
+            data.load(dc.general_dataset, dc.general_test_split),
             dc.general_val_size,
             seed,
         ),

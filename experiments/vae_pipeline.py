@@ -35,7 +35,7 @@ FPR_TPR = 0.8
 def build_model(config, kind: str) -> vae.VAE:
     spec = config.models[kind].to_dict()
     spec["hidden"] = tuple(spec.get("hidden", (256, 128)))
-    shape = tuple(config.get("image_shape", (28, 28, 1)))
+    shape = tuple(config.image_shape)
     return vae.VAE(
         vae.VAEConfig(image_shape=shape, likelihood=config.likelihood, **spec)
     )

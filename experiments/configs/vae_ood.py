@@ -47,6 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             steps=800,
         )
     )
+    c.image_shape = (28, 28, 1)
     c.val_size = 0.1  # fraction of the training split held out for validation
 
     c.models = ml_collections.ConfigDict()
