@@ -372,7 +372,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     results = {
         "name": config.name,
         "config": config.to_dict(),
-        "general_data": "general_photos: " + builders.GeneralPhotos.DESCRIPTION,
+        "general_data": f"{config.data.general_dataset}: "
+        + builders.OFFLINE_BUILDERS[config.data.general_dataset].DESCRIPTION,
         "detectors": descriptions,
         "bpd": {
             stage: {

@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxood.data import datasets
 from jaxood.data.errors import DataError
-from jaxood.data.prepare import default_data_dir, prepare
+from jaxood.data.prepare import ON_REQUEST, default_data_dir, is_prepared, prepare
 
 
 def summary(data_dir) -> str:
@@ -19,6 +19,8 @@ def summary(data_dir) -> str:
         "|---|---|---|---|---|",
     ]
     for name in datasets.available():
+        if name in ON_REQUEST and not is_prepared(name, data_dir):
+            continue
         splits = ["test"] if name in datasets.SYNTHETIC else ["train", "test"]
         for split in splits:
             images = datasets.load(name, split, data_dir=data_dir)
@@ -32,12 +34,19 @@ def summary(data_dir) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxood.data")
     parser.add_argument("command", choices=["prepare", "summary"])
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help=f"datasets to prepare (default: all but {', '.join(ON_REQUEST)})",
+    )
     parser.add_argument("--data-dir", default=None, help="default: $JAXOOD_DATA_DIR")
     parser.add_argument("--no-apt", action="store_true", help="never call apt-get")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     try:
-        built = prepare(data_dir=data_dir, allow_apt=not args.no_apt)
+        built = prepare(
+            args.names or None, data_dir=data_dir, allow_apt=not args.no_apt
+        )
         if args.command == "prepare":
             print(f"data dir {data_dir}: built {built or 'nothing (all prepared)'}")
         else:

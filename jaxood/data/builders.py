@@ -27,7 +27,7 @@ from PIL import Image
 from tensorflow_datasets.core.utils.py_utils import classproperty
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
-from jaxood.data import sources
+from jaxood.data import general_images, sources
 
 SPLIT_SEED = 20261123
 TEST_FRACTION = 0.2
@@ -183,7 +183,75 @@ class GeneralPhotos(_SplitArrayBuilder, skip_registration=True):
     READ = staticmethod(sources.read_general_photos)
 
 
+class GeneralImages(
+    _SourceFileMixin, tfds.core.GeneratorBasedBuilder, skip_registration=True
+):
+    """Random grey 28x28 crops of Debian's clip art and wallpapers, split by image.
+
+    The folders of the Debian packages are found under tfds' ``manual_dir`` (or
+    installed): :func:`jaxood.data.general_images.package_folders`.
+    """
+
+    name = "general_images"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First offline release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "`python -m jaxood.data prepare general_images`"
+
+    LICENCES = "; ".join(
+        f"{p}: {lic}" for p, (_, lic) in general_images.PACKAGES.items()
+    )
+    DESCRIPTION = (
+        "An offline 'general' image set for likelihood ratios: random grey "
+        "square crops (sides 1/16 to 1 of the shorter side, random "
+        "horizontal flip, bilinear resize to 28x28, near-constant crops "
+        f"redrawn) of the drawings and wallpapers of the Debian packages "
+        f"{', '.join(general_images.PACKAGES)}, minus the subjects of the "
+        "evaluation sets (clothing, animals, digits, letters); "
+        f"{general_images.CROPS_PER_DRAWING} crops per drawing, "
+        f"{general_images.CROPS_PER_WALLPAPER} per wallpaper. Split by "
+        f"source image ({general_images.TEST_FRACTION:.0%} of each package's "
+        f"images to test, seed {general_images.SEED}); label = index of the "
+        f"source image. Licences: {LICENCES}. See jaxood.data.general_images."
+    )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=self.DESCRIPTION,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "label": tfds.features.Scalar(dtype=np.int64),
+                }
+            ),
+            supervised_keys=("image", "label"),
+            homepage="https://packages.debian.org/openclipart-png",
+        )
+
+    def _split_generators(self, dl_manager):
+        folders = general_images.package_folders(
+            Path(dl_manager.manual_dir), allow_apt=False
+        )
+        found = general_images.find_sources(folders)
+        is_test = general_images.split_sources(found)
+        return {
+            "train": self._generate_examples(found, ~is_test),
+            "test": self._generate_examples(found, is_test),
+        }
+
+    def _generate_examples(self, found, chosen):
+        for index, crops in general_images.generate(found, chosen):
+            for k, crop in enumerate(crops):
+                yield f"{index}_{k}", {"image": _png(crop), "label": index}
+
+
 OFFLINE_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     cls.name: cls
-    for cls in (FashionMnistOffline, Mnist5k, AnimalMnist, Digits, GeneralPhotos)
+    for cls in (
+        FashionMnistOffline,
+        Mnist5k,
+        AnimalMnist,
+        Digits,
+        GeneralPhotos,
+        GeneralImages,
+    )
 }

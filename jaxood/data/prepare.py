@@ -15,9 +15,13 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from jaxood.data import sources
+from jaxood.data import general_images, sources
 from jaxood.data.builders import OFFLINE_BUILDERS
 from jaxood.data.errors import DataError, UnknownDatasetError
+
+# Prepared only when asked for by name (or loaded): a 300 MB download and about
+# five minutes of building, which `make run` does not need.
+ON_REQUEST = ("general_images",)
 
 
 def default_data_dir() -> Path:
@@ -44,10 +48,11 @@ def prepare(
     """Prepares offline datasets as tfds array_record directories.
 
     Args:
-        names: subset of the offline names; default all of them.
+        names: subset of the offline names; default all but :data:`ON_REQUEST`.
         data_dir: tfds data directory (default :func:`default_data_dir`).
-        allow_apt: let Fashion-MNIST be fetched with ``apt-get download`` when
-            Debian's ``dataset-fashion-mnist`` is not installed.
+        allow_apt: let Debian packages that are not installed
+            (``dataset-fashion-mnist``, the ``general_images`` sources) be fetched
+            with ``apt-get download`` into ``data_dir/sources``.
 
     Returns:
         The names that were built now (already prepared ones are skipped).
@@ -63,7 +68,9 @@ def prepare(
             f"data_dir {data_dir} is a file, not a directory. Pass a directory "
             "(or set JAXOOD_DATA_DIR to one); it is created if missing."
         )
-    names = list(OFFLINE_BUILDERS) if names is None else list(names)
+    if names is None:
+        names = [n for n in OFFLINE_BUILDERS if n not in ON_REQUEST]
+    names = list(names)
     unknown = [n for n in names if n not in OFFLINE_BUILDERS]
     if unknown:
         raise UnknownDatasetError(
@@ -74,12 +81,13 @@ def prepare(
     for name in names:
         if is_prepared(name, data_dir):
             continue
-        download_config = None
+        download_config, manual = None, data_dir / "sources"
         if name == "fashion_mnist":
-            source = sources.fashion_mnist_dir(
-                data_dir / "sources", allow_apt=allow_apt
-            )
-            download_config = tfds.download.DownloadConfig(manual_dir=str(source))
+            manual = sources.fashion_mnist_dir(manual, allow_apt=allow_apt)
+        if name == "general_images":  # fetched here: the builder never calls apt
+            general_images.package_folders(manual, allow_apt=allow_apt)
+        if name in ("fashion_mnist", "general_images"):
+            download_config = tfds.download.DownloadConfig(manual_dir=str(manual))
         data_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".prepare-{name}-", dir=data_dir))
         try:

@@ -13,13 +13,11 @@ import hashlib
 import importlib.resources
 import os
 import pickle
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from jaxood.data import debian
 from jaxood.data.errors import DataError, SourceMissingError
 
 FASHION_MNIST_DEB = "dataset-fashion-mnist"
@@ -89,10 +87,8 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _fashion_mnist_fix() -> str:
     return (
-        f"`sudo apt-get update && sudo apt-get install {FASHION_MNIST_DEB}` "
-        f"(or, without root, `apt-get download {FASHION_MNIST_DEB}` and "
-        "`dpkg -x dataset-fashion-mnist_*.deb DIR`, then set "
-        "JAXOOD_FASHION_MNIST_DIR=DIR/usr/share/datasets/fashion-mnist)"
+        debian.install_hint(FASHION_MNIST_DEB)
+        + ", then set JAXOOD_FASHION_MNIST_DIR=DIR/usr/share/datasets/fashion-mnist"
     )
 
 
@@ -104,62 +100,12 @@ def _has_fashion_files(directory: Path) -> bool:
     )
 
 
-def _fetch_fashion_mnist_deb(dest: Path) -> Path:
-    """Downloads the Debian package with apt and unpacks it under ``dest``.
-
-    Needs no root unless apt's package lists are missing, in which case
-    ``apt-get update`` is run when we are root (a fresh machine).
-    """
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise SourceMissingError(
-            "Fashion-MNIST comes from Debian's package "
-            f"{FASHION_MNIST_DEB}, but apt-get/dpkg are not available here. Fix: "
-            + _fashion_mnist_fix()
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-
-        def download() -> subprocess.CompletedProcess:
-            return subprocess.run(
-                ["apt-get", "download", FASHION_MNIST_DEB],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-            )
-
-        result = download()
-        if result.returncode != 0 and os.geteuid() == 0:
-            subprocess.run(
-                ["apt-get", "update", "-qq"], capture_output=True, check=False
-            )
-            result = download()
-        if result.returncode != 0:
-            raise SourceMissingError(
-                f"`apt-get download {FASHION_MNIST_DEB}` failed "
-                f"({result.stderr.strip()[-300:]}). Fix: " + _fashion_mnist_fix()
-            )
-        (deb,) = Path(tmp).glob("*.deb")
-        unpacked = Path(tmp) / "root"
-        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
-        found = unpacked / "usr/share/datasets/fashion-mnist"
-        if not _has_fashion_files(found):
-            raise SourceMissingError(
-                f"{deb.name} did not contain the expected IDX files. Fix: "
-                + _fashion_mnist_fix()
-            )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent))
-        shutil.copytree(found, staging / "fashion-mnist")
-        os.replace(staging / "fashion-mnist", dest)
-        staging.rmdir()
-    return dest
-
-
 def fashion_mnist_dir(cache_dir: Path | None = None, *, allow_apt: bool = True) -> Path:
     """Finds (or fetches) the directory holding the four Fashion-MNIST IDX files.
 
     Search order: ``$JAXOOD_FASHION_MNIST_DIR``, the Debian install location
-    ``/usr/share/datasets/fashion-mnist``, then ``cache_dir/fashion-mnist`` (filled by
-    ``apt-get download`` + ``dpkg -x`` when ``allow_apt``).
+    ``/usr/share/datasets/fashion-mnist``, then its copy under ``cache_dir`` (fetched
+    with ``apt-get download`` + ``dpkg -x`` when ``allow_apt``; :mod:`.debian`).
     """
     override = os.environ.get("JAXOOD_FASHION_MNIST_DIR")
     if override:
@@ -170,16 +116,12 @@ def fashion_mnist_dir(cache_dir: Path | None = None, *, allow_apt: bool = True) 
                 "Fashion-MNIST IDX .gz files. Fix: " + _fashion_mnist_fix()
             )
         return path
-    if _has_fashion_files(FASHION_MNIST_SYSTEM_DIR):
-        return FASHION_MNIST_SYSTEM_DIR
-    if cache_dir is not None:
-        cached = cache_dir / "fashion-mnist"
-        if _has_fashion_files(cached):
-            return cached
-        if allow_apt:
-            return _fetch_fashion_mnist_deb(cached)
-    raise SourceMissingError(
-        "The Fashion-MNIST files are not installed. Fix: " + _fashion_mnist_fix()
+    return debian.package_folder(
+        FASHION_MNIST_DEB,
+        str(FASHION_MNIST_SYSTEM_DIR).lstrip("/"),
+        cache_dir,
+        allow_apt=allow_apt,
+        is_complete=_has_fashion_files,
     )
 
 
