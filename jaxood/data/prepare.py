@@ -24,6 +24,11 @@ from jaxood.data.errors import DataError, UnknownDatasetError
 ON_REQUEST = ("general_images",)
 
 
+def default_names() -> list[str]:
+    """What :func:`prepare` builds when given no names: all but :data:`ON_REQUEST`."""
+    return [n for n in OFFLINE_BUILDERS if n not in ON_REQUEST]
+
+
 def default_data_dir() -> Path:
     """``$JAXOOD_DATA_DIR`` if set, else ``~/.cache/jaxood/datasets``."""
     env = os.environ.get("JAXOOD_DATA_DIR")
@@ -68,9 +73,7 @@ def prepare(
             f"data_dir {data_dir} is a file, not a directory. Pass a directory "
             "(or set JAXOOD_DATA_DIR to one); it is created if missing."
         )
-    if names is None:
-        names = [n for n in OFFLINE_BUILDERS if n not in ON_REQUEST]
-    names = list(names)
+    names = default_names() if names is None else list(names)
     unknown = [n for n in names if n not in OFFLINE_BUILDERS]
     if unknown:
         raise UnknownDatasetError(
