@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import report, run_dir, vae_pipeline
-from jaxood import batching, detectors, diffusion, metrics, train
+from jaxood import detectors, diffusion, metrics, train
 
 STAGE = "score_model"
 
@@ -103,50 +103,13 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         results["settings"][setting] = summarise(config, scores, summary)
     run_dir.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
+        key, num = jax.random.key(config.seed + 2), config.report.num_samples
+        model = build_model(config)
         samples = {
-            s: sample_images(config, params[s], config.report.num_samples)
+            s: diffusion.sample_images(model, params[s], key, num)
             for s in config.settings
         }
         print(report.diffusion_report(config, workdir, results, samples, command))
-
-
-def _likelihood(sc, model, score_fn, images, key, desc, *, exact_time=False):
-    """log p_t(y) (nats, diffusion space) and solver steps of uint8 ``images``: at
-    the scoring time and tolerance, or (``exact_time``) at the model's t_min and
-    the tight tolerance, for bits/dim."""
-    tol = sc.bpd_tolerance if exact_time else sc.ode_tolerance
-    t_min = model.config.t_min if exact_time else sc.likelihood_time
-
-    def one(i, batch):
-        out = diffusion.ode_log_prob_batch(
-            score_fn,
-            diffusion.to_diffusion_space(batch),
-            jax.random.fold_in(key, i),
-            sde=model.sde,
-            t_min=t_min,
-            num_probes=sc.ode_probes,
-            rtol=tol,
-            atol=tol,
-        )
-        return out.log_prob, out.num_steps
-
-    return batching.map_batches(one, images, sc.batch_size, desc=desc)
-
-
-def _flipd(sc, model, score_fn, images, t0s, key, desc, num_probes):
-    """FLIPD ``(N, T)`` of uint8 ``images`` at every t0."""
-
-    def one(i, batch):
-        return diffusion.flipd_sweep(
-            score_fn,
-            diffusion.to_diffusion_space(batch),
-            t0s,
-            jax.random.fold_in(key, i),
-            sde=model.sde,
-            num_probes=num_probes,
-        )
-
-    return batching.map_batches(one, images, sc.batch_size, desc=desc)
 
 
 def curve_t0s(sc) -> np.ndarray:
@@ -164,32 +127,55 @@ def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
     if run_dir.is_cached(key_file, wanted, [path]):
         return dict(np.load(path))
     sc, model = config.score, build_model(config)
-    score_fn = diffusion.score_function(model, jax.tree.map(jnp.asarray, params))
     key = jax.random.key(config.seed + 1)
     sets = {k: v for k, v in sets.items() if k != "id_train"}
     sets["id_val"] = sets["id_val"][: sc.val_images]
-    names = list(sets)
-    grid = jnp.asarray(curve_t0s(sc), jnp.float32)
-    out = {"curve_t0s": np.asarray(grid)}
-    for i, name in enumerate(names):
-        images, k = sets[name][: sc.curve_images], jax.random.fold_in(key, i)
-        out[f"{name}/curve"] = _flipd(
-            sc, model, score_fn, images, grid, k, f"{name} curve", 1
+    grid = curve_t0s(sc).astype(np.float32)
+    out = {"curve_t0s": grid}
+
+    def likelihood(images, key, desc, **tight):  # the detectors' time and tolerance
+        options = {"t_min": sc.likelihood_time, "tolerance": sc.ode_tolerance} | tight
+        return diffusion.log_prob_images(
+            model,
+            params,
+            images,
+            key,
+            desc=desc,
+            num_probes=sc.ode_probes,
+            batch_size=sc.batch_size,
+            **options,
+        )
+
+    def flipd(images, t0s, key, desc, num_probes):
+        return diffusion.flipd_images(
+            model,
+            params,
+            images,
+            t0s,
+            key,
+            desc=desc,
+            num_probes=num_probes,
+            batch_size=sc.batch_size,
+        )
+
+    for i, (name, images) in enumerate(sets.items()):
+        k = jax.random.fold_in(key, i)
+        out[f"{name}/curve"] = flipd(
+            images[: sc.curve_images], grid, k, f"{name} curve", 1
         )
     knee = float(grid[diffusion.knee(grid, out["id_val/curve"].mean(0))])
     t0s = np.array(sorted({*map(float, sc.flipd_t0s), knee}), np.float32)
     out["t0s"], out["t0_knee"] = t0s, np.float32(knee)
-    for i, name in enumerate(names):
+    for i, (name, images) in enumerate(sets.items()):
         k = jax.random.fold_in(key, 100 + i)
-        out[f"{name}/log_p"], out[f"{name}/ode_steps"] = _likelihood(
-            sc, model, score_fn, sets[name], k, f"{name} log p"
+        out[f"{name}/log_p"], out[f"{name}/ode_steps"] = likelihood(
+            images, k, f"{name} log p"
         )
-        out[f"{name}/flipd"] = _flipd(sc, model, score_fn, sets[name],
-                                      jnp.asarray(t0s), k, f"{name} FLIPD",
-                                      sc.flipd_probes)  # fmt: skip
+        out[f"{name}/flipd"] = flipd(images, t0s, k, f"{name} FLIPD", sc.flipd_probes)
+    # Bits/dim: at the model's t_min and the tight tolerance.
     reference = sets["id_test"][: sc.bpd_images]
-    out["id_test/log_p_tight"], out["id_test/ode_steps_tight"] = _likelihood(
-        sc, model, score_fn, reference, key, "bits/dim", exact_time=True
+    out["id_test/log_p_tight"], out["id_test/ode_steps_tight"] = likelihood(
+        reference, key, "bits/dim", t_min=None, tolerance=sc.bpd_tolerance
     )
     run_dir.save_arrays(path, out)
     run_dir.mark_cached(key_file, wanted)  # another scoring config is recomputed
@@ -250,9 +236,14 @@ def summarise(config, scores: dict, training: dict) -> dict:
                 "envelope": envelope["envelope"],
                 "envelope_reported": float(envelope["reported"]),
             }
-        pair["envelope_ci"] = _envelope_interval(
-            lik_in, lid_in[:, knee], lik_out, lid_out[:, knee], sc.envelope_resamples
+        at_knee = detectors.envelope_auroc(
+            lik_in,
+            lid_in[:, knee],
+            lik_out,
+            lid_out[:, knee],
+            ci_resamples=sc.envelope_resamples,
         )
+        pair["envelope_ci"] = [at_knee["reported_ci_low"], at_knee["reported_ci_high"]]
         results["pairs"][ood] = pair
     return results
 
@@ -260,39 +251,16 @@ def summarise(config, scores: dict, training: dict) -> dict:
 def _mean_and_interval(values: np.ndarray) -> dict:
     """Mean with a 95 % normal interval, and the count."""
     half = 1.96 * np.std(values) / np.sqrt(len(values))
-    return {"mean": float(np.mean(values)), "half_width": float(half),
-            "n": len(values)}  # fmt: skip
+    return {"mean": float(np.mean(values)), "half_width": float(half), "n": len(values)}
 
 
 def _summary(s_in, s_out) -> dict:
     """AUROC with its 95 % bootstrap interval (the only metric of the tables)."""
     low, high = metrics.bootstrap_ci(metrics.auroc, s_in, s_out)
-    return {"auroc": metrics.auroc(s_in, s_out), "auroc_ci_low": low,
-            "auroc_ci_high": high, "n_in": len(s_in), "n_out": len(s_out)}  # fmt: skip
-
-
-def _envelope_interval(lik_in, lid_in, lik_out, lid_out, resamples: int) -> list:
-    """95 % bootstrap interval of the reported envelope AUROC (ID and OOD resampled
-    separately, as :func:`jaxood.metrics.bootstrap_ci`)."""
-    rng, values = np.random.default_rng(0), []
-    for _ in range(resamples):
-        i = rng.integers(0, len(lik_in), len(lik_in))
-        o = rng.integers(0, len(lik_out), len(lik_out))
-        values.append(detectors.envelope_auroc(
-            lik_in[i], lid_in[i], lik_out[o], lid_out[o])["reported"])  # fmt: skip
-    return np.quantile(values, [0.025, 0.975]).tolist()
-
-
-def sample_images(config, params, num: int) -> np.ndarray:
-    """uint8 samples of the probability-flow ODE (for the report's grid)."""
-    model = build_model(config)
-    y = diffusion.ode_sample(
-        diffusion.score_function(model, jax.tree.map(jnp.asarray, params)),
-        jax.random.key(config.seed + 2),
-        model.config.image_shape,
-        num,
-        sde=model.sde,
-        t_min=model.config.t_min,
-    )
-    pixels = np.floor((np.asarray(y) + 1.0) * 128.0)
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    return {
+        "auroc": metrics.auroc(s_in, s_out),
+        "auroc_ci_low": low,
+        "auroc_ci_high": high,
+        "n_in": len(s_in),
+        "n_out": len(s_out),
+    }

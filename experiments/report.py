@@ -26,6 +26,18 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def write_report(workdir: Path, title: str, block: str, figures: dict) -> None:
+    """``report.md``: the title, the generated tables, then ``{caption: file}``."""
+    images = "".join(f"\n\n![{caption}]({file})" for caption, file in figures.items())
+    (workdir / "report.md").write_text(f"# {title}\n\n{block}{images}\n")
+
+
+def auroc_only(per_detector: dict, sets) -> list[list]:
+    """Rows ``detector | AUROC`` per set (no intervals): the stdout tables."""
+    return [[d] + [f"{per[s]['auroc']:.3f}" for s in sets]
+            for d, per in per_detector.items()]  # fmt: skip
+
+
 def _panels(names, height: float, rows: int = 1):
     size = (4 * len(names), height * rows)
     return plt.subplots(rows, len(names), figsize=size, squeeze=False)
@@ -126,21 +138,21 @@ def flow_report(config, workdir: Path, results: dict, params: dict, command: str
         plot_image_grid(np.asarray(data.to_uint8(x)), workdir / f"samples_{stage}.png",
                         title)  # fmt: skip
     missing = [d for d in ("ren_llr", "waic") if d not in m]
-    (workdir / "report.md").write_text(
-        f"# {config.name}: Glow OOD report\n\n"
-        + tables.flow_block(results, command, "results.json")
+    block = (
+        tables.flow_block(results, command, "results.json")
         + "\n\nDetectors:\n\n"
         + "\n".join(f"- `{k}`: {v}" for k, v in results["detectors"].items())
         + (f"\n\nNot scored (their models are not here): {missing}." if missing else "")
-        + "\n\n![ROC curves and score histograms](scores.png)\n\n![AUROC against "
-        "group size](groups.png)\n\n![Training curves](training.png)\n\n![ID samples]"
-        "(samples_id.png) ![General samples](samples_general.png)\n"
     )
-    rows = [[d] + [f"{per[s]['auroc']:.3f}" for s in sets] for d, per in m.items()]
+    write_report(workdir, f"{config.name}: Glow OOD report", block, {
+        "ROC curves and score histograms": "scores.png",
+        "AUROC against group size": "groups.png", "Training curves": "training.png",
+        "ID samples": "samples_id.png", "General samples": "samples_general.png",
+    })  # fmt: skip
     group = tables.group_rows(results["groups"], GROUPED, sets)
     return (
         f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"
-        + tables.md_table(["detector", *sets], rows)
+        + tables.md_table(["detector", *sets], auroc_only(m, sets))
         + "\n\n"
         + tables.md_table(["detector", "M", *sets], group)
     )
@@ -176,10 +188,8 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
                         workdir / f"samples_{setting}_{kind}.png",
                         f"{kind} VAE on {setting}: decoder means")  # fmt: skip
     block = tables.vae_block(results, command, "results.json")
-    (workdir / "report.md").write_text(
-        f"# {config.name}: VAE OOD report\n\n{block}\n\n![hole indicator]"
-        "(hole_histograms.png)\n\n![scaling](scaling.png)\n"
-    )
+    figures = {"hole indicator": "hole_histograms.png", "scaling": "scaling.png"}
+    write_report(workdir, f"{config.name}: VAE OOD report", block, figures)
     return block
 
 
@@ -199,23 +209,18 @@ def dose_report(config, workdir: Path, results: dict, command: str) -> str:
         ax.set_title(f"{setting}: AUROC of DoSE on one feature", fontsize=8)
         save_figure(fig, workdir / f"single_features_{setting}.png")
     block = tables.dose_block(results, command, "results.json")
-    figures = "".join(
-        f"\n\n![single features, {s}](single_features_{s}.png)"
-        for s in results["settings"]
-    )
-    (workdir / "report.md").write_text(
-        f"# {config.name}: density of states\n\n{block}{figures}\n"
-    )
+    write_report(workdir, f"{config.name}: density of states", block,
+                 {f"single features, {s}": f"single_features_{s}.png"
+                  for s in results["settings"]})  # fmt: skip
     out = []
     for setting, s in results["settings"].items():
         oods = list(s["dose"][next(iter(s["dose"]))]["all"])
-        rows = [
-            [f"DoSE ({m}), {family}"] + [f"{per[o]['auroc']:.3f}" for o in oods]
-            for m, fams in s["dose"].items()
-            for family, per in fams.items()
-        ]
-        out.append(f"{setting} in-distribution:\n\n" + tables.md_table(
-            ["detector", *oods], rows))  # fmt: skip
+        rows = {f"DoSE ({m}), {family}": per for m, fams in s["dose"].items()
+                for family, per in fams.items()}  # fmt: skip
+        out.append(
+            f"{setting} in-distribution:\n\n"
+            + tables.md_table(["detector", *oods], auroc_only(rows, oods))
+        )
     return f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n" + (
         "\n\n".join(out)
     )
@@ -224,7 +229,7 @@ def dose_report(config, workdir: Path, results: dict, command: str) -> str:
 def diffusion_report(config, workdir: Path, results, samples, command) -> str:
     """Writes ``report.md`` with the tables, samples, FLIPD-vs-t0 curves and a
     likelihood-vs-FLIPD scatter; returns the stdout table."""
-    figures = []
+    figures = {}
     for setting, s in results["settings"].items():
         plot_image_grid(samples[setting], workdir / f"samples_{setting}.png",
                         f"{setting}: probability-flow ODE samples")  # fmt: skip
@@ -241,12 +246,8 @@ def diffusion_report(config, workdir: Path, results, samples, command) -> str:
         right.set(xlabel="log p(y) [nats]", ylabel=f"FLIPD, t0 = {s['t0_knee']:.3g}")
         left.legend(fontsize=7)
         save_figure(fig, workdir / f"flipd_{setting}.png")
-        figures += [f"![samples, {setting}](samples_{setting}.png)",
-                    f"![FLIPD, {setting}](flipd_{setting}.png)"]  # fmt: skip
+        figures[f"samples, {setting}"] = f"samples_{setting}.png"
+        figures[f"FLIPD, {setting}"] = f"flipd_{setting}.png"
     block = tables.diffusion_block(results, command, "results.json")
-    (workdir / "report.md").write_text(
-        f"# {config.name}: diffusion OOD report\n\n{block}\n\n"
-        + "\n\n".join(figures)
-        + "\n"
-    )
+    write_report(workdir, f"{config.name}: diffusion OOD report", block, figures)
     return f"(intervals and plots in {workdir / 'report.md'})\n\n" + block

@@ -21,29 +21,25 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_REL = "experiments/results/"
 RESULTS = ROOT / RESULTS_REL
 MAIN = "python -m experiments.main --config experiments/configs/"
-# results name -> (file under the runs directory, the command that writes it).
+# results name -> (file under the runs directory, config[:options], extra flags).
 SOURCES = {
     "glow_fmnist": ("glow_fmnist/results.json", "glow_fmnist.py"),
     "glow_mnist_5k": ("glow_mnist_5k/results.json", "glow_fmnist.py:mnist_5k"),
-    "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py"),
+    "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py",
+                        " --mode lid"),
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
     "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
     "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
-    "diffusion_mnist_5k": (
-        "diffusion_mnist_5k/results.json",
-        "diffusion_fmnist.py:mnist_5k",
-    ),
-}
-SOURCES = {  # the run directory is the first part of the file's path
-    name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}"
-           + " --mode lid" * file.endswith("lid/results.json"))
-    for name, (file, config) in SOURCES.items()
+    "diffusion_mnist_5k": ("diffusion_mnist_5k/results.json",
+                           "diffusion_fmnist.py:mnist_5k"),
 }  # fmt: skip
+SOURCES = {  # the run directory is the first part of the file's path
+    name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}{''.join(flags)}")
+    for name, (file, config, *flags) in SOURCES.items()
+}
 SETS = ("mnist_5k", "fashion_mnist", "animal_mnist", "uniform_noise", "constant",
         "fashion_mnist_vflip", "fashion_mnist_inverted")  # fmt: skip
 REFERENCES = json.loads((ROOT / "experiments" / "references.json").read_text())
-PCT = ("auroc", "aupr", "fpr80")  # the VAE cells, in %
-KLODS_GOAL = 0.99  # KLODS-R, groups of 5, FMNIST→MNIST-5k
 HEADLINE = {
     "likelihood": "Glow −log p(x)",
     "final_scale": "Glow final scale (Schirrmeister et al.)",
@@ -66,8 +62,14 @@ def md_table(header: str | list[str], rows: list[list]) -> str:
 
 def interval(m: dict) -> str:
     """``0.912 [0.900, 0.930]`` from a ``metrics.summary`` dict."""
-    ci = f" [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
-    return f"{m['auroc']:.3f}" + (ci if "auroc_ci_low" in m else "")
+    if "auroc_ci_low" not in m:
+        return f"{m['auroc']:.3f}"
+    return f"{m['auroc']:.3f} [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
+
+
+def auroc_rows(per_detector: dict, sets) -> list[list]:
+    """Rows ``label | AUROC [interval]`` per set, from ``{label: {set: summary}}``."""
+    return [[d] + [interval(per[s]) for s in sets] for d, per in per_detector.items()]
 
 
 def group_rows(groups: dict, detectors, sets) -> list[list]:
@@ -82,18 +84,20 @@ def ordered(names) -> list[str]:
     return [s for s in SETS if s in names] + [s for s in names if s not in SETS]
 
 
-def _join(*parts: str) -> str:
-    return "\n\n".join(parts)
-
-
 def _source(command: str, file: str) -> str:
     return f"Command: `{command}`; results: `{file}`."
 
 
-def _ours(r: dict, detector: str, ood: str, size: str) -> float:
-    if size == "1":
-        return r["metrics"][detector][ood]["auroc"]
-    return r["groups"][size]["auroc"][detector][ood]["mean"]
+def _anchors(section: str, setting: str) -> list[str]:
+    """The ``pair | method | AUROC | source`` table of a setting's anchors, if any."""
+    rows = [a for a in REFERENCES[section] if a[0].split("→")[0] == setting]
+    return [md_table("pair | method | AUROC | source", rows)] if rows else []
+
+
+def _sizes(s: dict, oods) -> str:
+    n = s["sizes"]
+    return (f"{n['id_test']} ID test images, "
+            f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set")  # fmt: skip
 
 
 def flow_block(r: dict, command: str, file: str) -> str:
@@ -105,51 +109,33 @@ def flow_block(r: dict, command: str, file: str) -> str:
                 for s, t in r["training"].items()]  # fmt: skip
     n, size = m["likelihood"][sets[0]], next(iter(groups))
     first = groups[size]["auroc"]["typicality"][sets[0]]
-    anchors = [
-        [d, o, k, f"{_ours(r, d, o, k):.3f}", v, src]
-        for d, o, k, v, src in REFERENCES["flow"]
-        if o in sets and d in m and (k == "1" or k in groups)
-    ]
-    flagged = [
-        [k, f"{g['typicality_test']['threshold']:.1f}"]
-        + [f"{v:.3f}" for v in g["typicality_test"]["flagged"].values()]
-        for k, g in groups.items()
-    ]
-    parts = [
+
+    def ours(d, o, k):
+        return m[d][o]["auroc"] if k == "1" else groups[k]["auroc"][d][o]["mean"]
+
+    anchors = [[d, o, k, f"{ours(d, o, k):.3f}", v, src]
+               for d, o, k, v, src in REFERENCES["flow"]
+               if o in sets and d in m and (k == "1" or k in groups)]  # fmt: skip
+    flagged = [[k, f"{g['typicality_test']['threshold']:.1f}"]
+               + [f"{v:.3f}" for v in g["typicality_test"]["flagged"].values()]
+               for k, g in groups.items()]  # fmt: skip
+    return "\n\n".join([
         _source(command, file),
-        md_table(
-            "stage | steps | minutes (2 CPU cores) | validation bits/dim | "
-            "ID test bits/dim | restored from",
-            training,
-        ),
+        md_table("stage | steps | minutes (2 CPU cores) | validation bits/dim | "
+                 "ID test bits/dim | restored from", training),
         f"Point-wise AUROC, OOD positive, 95 % bootstrap interval ({n['n_in']} ID "
         f"test images, {n['n_out']} per OOD set):",
-        md_table(
-            ["detector", *sets],
-            [[d] + [interval(p[s]) for s in sets] for d, p in m.items()],
-        ),
+        md_table(["detector", *sets], auroc_rows(m, sets)),
         f"Groups of M: AUROC mean ± std over {len(first['per_seed'])} shuffles "
         f"({first['groups_in']} ID test groups at M = {size}):",
-        md_table(
-            ["detector", "M", *sets],
-            group_rows(groups, list(groups[size]["auroc"]), sets),
-        ),
+        md_table(["detector", "M", *sets],
+                 group_rows(groups, list(groups[size]["auroc"]), sets)),
         "Typicality test, fraction of groups flagged (first shuffle):",
-        md_table(
-            ["M", "threshold (nats)", *groups[size]["typicality_test"]["flagged"]],
-            flagged,
-        ),
+        md_table(["M", "threshold (nats)", *groups[size]["typicality_test"]["flagged"]],
+                 flagged),
         "References:",
         md_table("detector | OOD set | M | ours | reference | source", anchors),
-    ]
-    if "mnist_5k" in sets and "5" in groups:
-        best = groups["5"]["auroc"]["klods_image_k2"]["mnist_5k"]
-        parts.append(
-            f"Goal KLODS-R (`klods_image_k2`, M = 5, FMNIST→MNIST-5k) ≥ {KLODS_GOAL}: "
-            f"{best['mean']:.4f} ± {best['std']:.4f}, lowest shuffle "
-            f"{min(best['per_seed']):.4f}."
-        )
-    return "\n\n".join(parts)
+    ])  # fmt: skip
 
 
 def lid_block(r: dict, command: str, file: str) -> str:
@@ -157,80 +143,67 @@ def lid_block(r: dict, command: str, file: str) -> str:
     c, lidl = r["counts"], r["lidl"]
     at = min(range(len(lidl["deltas"])), key=lambda i: abs(lidl["deltas"][i] + 2.0))
     keys = ("likelihood", "envelope_reported", "rank_and", "lid_only")
-    pairs = [
-        [f"FMNIST→{p}"] + [f"{v[k]:.3f}" for k in keys] for p, v in r["pairs"].items()
-    ]
+    pairs = [[f"FMNIST→{p}"] + [f"{v[k]:.3f}" for k in keys]
+             for p, v in r["pairs"].items()]  # fmt: skip
     curves = lidl["mean_curves"]
     means = [[k.removeprefix("ood/"), c[k], f"{v:.0f}",
               f"{curves[k][at]:.0f}" if k in curves else ""]
              for k, v in r["mean_lid"].items()]  # fmt: skip
-    return _join(
+    return "\n\n".join([
         _source(command, file),
         f"log τ = {r['log_tau']:.2f}: the mean LID of {c['calibration']} training "
         f"images ({r['calibrated_mean_lid']:.1f}) meets the lPCA target "
         f"{r['lpca_target']:.1f}; rank-AND CDFs from {c['validation']} validation "
         f"images; LIDL from {lidl['count']} images per set.",
-        md_table(
-            "pair | likelihood | dual: envelope | dual: rank-AND | LID only", pairs
-        ),
+        md_table("pair | likelihood | dual: envelope | dual: rank-AND | LID only",
+                 pairs),
         REFERENCES["lid"],
-        md_table(
-            f"set | images | mean LID | mean LIDL at δ = {lidl['deltas'][at]:.2f}",
-            means,
-        ),
-    )
+        md_table(f"set | images | mean LID | mean LIDL at δ = {lidl['deltas'][at]:.2f}",
+                 means),
+    ])  # fmt: skip
 
 
 def vae_block(r: dict, command: str, file: str) -> str:
     """Every pair × model × detector, the anchors, the scaling ablation."""
     kinds = [k for k in ("vanilla", "lipschitz", "hyperspherical") if k in r["models"]]
-    detectors = ("iwae", "typicality", "hole", "regret")
-    table = [
-        [p, k]
-        + [" / ".join(f"{100 * per[k][d][x]:.1f}" for x in PCT) for d in detectors]
-        for p, per in r["pairs"].items()
-        for k in kinds
-    ]
-    ours = lambda p, d: " / ".join(  # noqa: E731
-        f"{100 * r['pairs'][p][k][d]['auroc']:.1f}" for k in kinds
-    )
-    anchors = [[p, d, ours(p, d), c, m] for p, d, c, m in REFERENCES["vae"]
-               if p in r["pairs"]]  # fmt: skip
+    pairs, detectors = r["pairs"], ("iwae", "typicality", "hole", "regret")
+    table = [[p, k] + [" / ".join(f"{100 * per[k][d][x]:.1f}"
+                                  for x in ("auroc", "aupr", "fpr80"))
+                       for d in detectors]
+             for p, per in pairs.items() for k in kinds]  # fmt: skip
+    anchors = [[p, d, " / ".join(f"{100 * pairs[p][k][d]['auroc']:.1f}" for k in kinds),
+                c, m] for p, d, c, m in REFERENCES["vae"] if p in pairs]  # fmt: skip
     scales = sorted(next(iter(r["scaling"].values())), key=float)
     scaling = []
-    for kind, curve in sorted(r["scaling"].items(), key=lambda kc: kinds.index(kc[0])):
-        scaling.append([f"{kind} (ours)", *(f"{100 * curve[s]:.1f}" for s in scales)])
+    for kind in sorted(r["scaling"], key=kinds.index):
+        scaling.append(
+            [f"{kind} (ours)"] + [f"{100 * r['scaling'][kind][s]:.1f}" for s in scales]
+        )
         if kind in REFERENCES["vae_scaling"] and len(scales) == 8:
-            paper = REFERENCES["vae_scaling"][kind]
-            scaling.append([f"{kind} (paper, Table 6)", *(f"{v:.1f}" for v in paper)])
+            scaling.append(
+                [f"{kind} (paper, Table 6)"]
+                + [f"{v:.1f}" for v in REFERENCES["vae_scaling"][kind]]
+            )
     training = [[k, v["steps"], f"{v['train_seconds'] / 60:.1f}",
                  f"{v['val_negative_elbo']:.1f}"]
                 for k, v in r["training"].items()]  # fmt: skip
     reg = r["regret"]
-    return _join(
+    return "\n\n".join([
         _source(command, file),
-        md_table(
-            "model | steps | minutes (2 CPU cores) | validation −ELBO (nats)",
-            training,
-        ),
+        md_table("model | steps | minutes (2 CPU cores) | validation −ELBO (nats)",
+                 training),
         f"IWAE and hole indicator from the same N = {r['num_samples']} draws; "
         f"likelihood regret: {reg['steps']} steps, {reg['num_samples']} samples, first "
         f"{reg['images_per_set']} images per set. AUROC / AUPR / FPR at 80 % TPR, %, "
         "OOD positive:",
-        md_table(
-            "pair | model | IWAE −log p | typicality (M = 1) | hole indicator"
-            " | likelihood regret",
-            table,
-        ),
+        md_table("pair | model | IWAE −log p | typicality (M = 1) | hole indicator"
+                 " | likelihood regret", table),
         "References:",
-        md_table(
-            f"pair | detector | ours, AUROC % ({' / '.join(kinds)}) | paper "
-            "(AUROC / AUPR / FPR80) | paper model",
-            anchors,
-        ),
+        md_table(f"pair | detector | ours, AUROC % ({' / '.join(kinds)}) | paper "
+                 "(AUROC / AUPR / FPR80) | paper model", anchors),
         "Hole-indicator AUROC (%), FMNIST test vs MNIST-5k pixels × s:",
         md_table(["model", *(f"×{s}" for s in scales)], scaling),
-    )
+    ])  # fmt: skip
 
 
 def dose_block(r: dict, command: str, file: str) -> str:
@@ -241,52 +214,58 @@ def dose_block(r: dict, command: str, file: str) -> str:
     for setting, s in r["settings"].items():
         method = next(iter(s["dose"]))
         oods = list(s["dose"][method]["all"])
-        rows = [
-            [f"DoSE ({m}), {family} ({len(s['features'][family])} features)"]
-            + [interval(per[o]) for o in oods]
-            for m, fams in s["dose"].items()
-            for family, per in fams.items()
-        ]
-        best = [max(s["single"], key=lambda d: s["single"][d][o]["auroc"])
-                for o in oods]  # fmt: skip
-        rows.append(["best published single detector"]
-                    + [f"{interval(s['single'][d][o])}: {d}"
-                       for d, o in zip(best, oods, strict=True)])  # fmt: skip
-        single = s["ablation"]["single_feature"]
-        top = [max(single, key=lambda f: single[f][o]) for o in oods]
-        rows.append(["best single statistic (1-D DoSE)"]
-                    + [f"{single[f][o]:.3f}: `{f}`"
-                       for f, o in zip(top, oods, strict=True)])  # fmt: skip
-        anchors = [[p, m, v, src] for p, m, v, src in REFERENCES["dose"]
-                   if p.split("→")[0] == setting]  # fmt: skip
+        rows = auroc_rows({f"DoSE ({m}), {family} ({len(s['features'][family])} "
+                           "features)": per for m, fams in s["dose"].items()
+                           for family, per in fams.items()}, oods)  # fmt: skip
+        single, by_feature = s["single"], s["ablation"]["single_feature"]
+        best = [max(single, key=lambda d: single[d][o]["auroc"]) for o in oods]
+        rows.append(
+            ["best published single detector"]
+            + [
+                f"{interval(single[d][o])}: {d}"
+                for d, o in zip(best, oods, strict=True)
+            ]
+        )
+        top = [max(by_feature, key=lambda f: by_feature[f][o]) for o in oods]
+        rows.append(
+            ["best single statistic (1-D DoSE)"]
+            + [f"{by_feature[f][o]:.3f}: `{f}`" for f, o in zip(top, oods, strict=True)]
+        )
         drop = s["ablation"]["drop_one"]
         worst = sorted(drop, key=lambda f: min(drop[f].values()))[:8]
-        n = s["sizes"]
         parts += [
-            f"**{setting} in-distribution**: fit on {n['fit']} ID training images, "
-            f"{n['id_test']} ID test images, {min(n[f'ood/{o}'] for o in oods)} or "
-            "more per OOD set. AUROC, OOD positive, 95 % bootstrap interval:",
+            f"**{setting} in-distribution**: fit on {s['sizes']['fit']} ID training "
+            f"images, {_sizes(s, oods)}. AUROC, OOD positive, 95 % bootstrap interval:",
             md_table(["detector", *oods], rows),
+            *_anchors("dose", setting),
         ]
-        if anchors:
-            parts.append(md_table("pair | method | AUROC | source", anchors))
         for ood, quarters in s.get("flip_asymmetry", {}).items():
-            quarters = [[f"{q['low']:.3f} – {q['high']:.3f}", q["n"],
-                         f"{q['auroc']:.3f}"] for q in quarters]  # fmt: skip
             parts += [
                 f"DoSE ({method}, all families) on {ood} by the flipped image's "
                 "vertical asymmetry, mean |x − flip(x)| / 255, in quarters:",
-                md_table("asymmetry | images | AUROC", quarters),
+                md_table(
+                    "asymmetry | images | AUROC",
+                    [
+                        [
+                            f"{q['low']:.3f} – {q['high']:.3f}",
+                            q["n"],
+                            f"{q['auroc']:.3f}",
+                        ]
+                        for q in quarters
+                    ],
+                ),
             ]
         parts += [
             f"Ablation of DoSE ({method}, all families): AUROC without one feature, "
             "the eight whose removal costs most (lowest column):",
-            md_table(
-                ["without", *oods],
-                [[f"`{f}`"] + [f"{drop[f][o]:.3f}" for o in oods] for f in worst],
-            ),
-        ]
-    return _join(*parts)
+            md_table(["without", *oods],
+                     [[f"`{f}`"] + [f"{drop[f][o]:.3f}" for o in oods] for f in worst]),
+        ]  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def _at_t0(pairs: dict, t0: str, key: str) -> dict:
+    return {ood: p["per_t0"][t0][key] for ood, p in pairs.items()}
 
 
 def diffusion_block(r: dict, command: str, file: str) -> str:
@@ -294,119 +273,88 @@ def diffusion_block(r: dict, command: str, file: str) -> str:
     (at the knee t0, and the envelope at every t0) next to the anchors."""
     parts = [_source(command, file)]
     for setting, s in r["settings"].items():
-        b, lik = s["bits_per_dim"], s["likelihood"]
-        pairs, knee = s["pairs"], f"{s['t0_knee']:.4g}"
-        oods, test = list(pairs), b["test"]
-        envelope = [f"{p['per_t0'][knee]['envelope_reported']:.3f} "
-                    f"[{p['envelope_ci'][0]:.3f}, {p['envelope_ci'][1]:.3f}]"
-                    for p in pairs.values()]  # fmt: skip
-        rows = [
-            ["likelihood −log p(x)"]
-            + [interval(p["likelihood"]) for p in pairs.values()],
-            [f"FLIPD only, t0 = {knee} (knee)"]
-            + [interval(p["per_t0"][knee]["flipd_only"]) for p in pairs.values()],
-            [f"dual envelope, t0 = {knee}", *envelope],
-            [f"dual single score (rank AND), t0 = {knee}"]
-            + [interval(p["per_t0"][knee]["rank_and"]) for p in pairs.values()],
-        ] + [
-            [f"dual envelope, t0 = {t}"]
-            + [f"{p['per_t0'][t]['envelope_reported']:.3f}" for p in pairs.values()]
-            for t in next(iter(pairs.values()))["per_t0"] if t != knee
-        ]  # fmt: skip
-        anchors = [a for a in REFERENCES["diffusion"] if a[0].split("→")[0] == setting]
-        n = s["sizes"]
+        b, lik, pairs = s["bits_per_dim"], s["likelihood"], s["pairs"]
+        knee, oods, test = f"{s['t0_knee']:.4g}", list(pairs), b["test"]
+
+        rows = {
+            "likelihood −log p(x)": {o: p["likelihood"] for o, p in pairs.items()},
+            f"FLIPD only, t0 = {knee} (knee)": _at_t0(pairs, knee, "flipd_only"),
+            f"dual envelope, t0 = {knee}": {
+                o: dict(zip(("auroc", "auroc_ci_low", "auroc_ci_high"),
+                            (p["per_t0"][knee]["envelope_reported"], *p["envelope_ci"]),
+                            strict=True)) for o, p in pairs.items()},
+            f"dual single score (rank AND), t0 = {knee}":
+                _at_t0(pairs, knee, "rank_and"),
+        }  # fmt: skip
+        for t in next(iter(pairs.values()))["per_t0"]:
+            envelope = {
+                o: {"auroc": v}
+                for o, v in _at_t0(pairs, t, "envelope_reported").items()
+            }
+            rows.setdefault(f"dual envelope, t0 = {t}", envelope)
+        t0s = [f"{t:.4g}" for t in s["t0s"]]
         parts += [
-            f"**{setting} in-distribution** ({n['id_test']} ID test images, "
-            f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set). Test bits/dim "
+            f"**{setting} in-distribution** ({_sizes(s, oods)}). Test bits/dim "
             f"{test['mean']:.3f} ± {test['half_width']:.3f} ({test['n']} images, "
             f"tolerance {b['tolerance']:g}, {b['mean_ode_steps']:.0f} solver steps). "
             f"Likelihood of the detectors: log p_t at t = {lik['time']:g} (tolerance "
             f"{lik['tolerance']:g}, {lik['mean_ode_steps']:.0f} steps); FLIPD with "
             f"{s['flipd_probes']} Rademacher probes. AUROC, OOD positive, 95 % "
             "bootstrap interval:",
-            md_table(["detector", *oods], rows),
-        ]
-        if anchors:
-            parts.append(md_table("pair | method | AUROC | source", anchors))
-        parts.append(
-            "Mean FLIPD per set at t0 = "
-            + ", ".join(f"{t:.4g}" for t in s["t0s"])
-            + ":\n\n"
-            + md_table(
-                ["set", *(f"{t:.4g}" for t in s["t0s"])],
-                [
-                    [k.removeprefix("ood/")] + [f"{v:.1f}" for v in m]
-                    for k, m in s["mean_flipd"].items()
-                ],
-            )
-        )
-    return _join(*parts)
+            md_table(["detector", *oods], auroc_rows(rows, oods)),
+            *_anchors("diffusion", setting),
+            f"Mean FLIPD per set at t0 = {', '.join(t0s)}:\n\n" + md_table(
+                ["set", *t0s], [[k.removeprefix("ood/")] + [f"{v:.1f}" for v in m]
+                                for k, m in s["mean_flipd"].items()]),
+        ]  # fmt: skip
+    return "\n\n".join(parts)
 
 
 def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> str:
     """The README's table: a few detectors of each family on every pair."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
-    g_rev = mnist["groups"]["5"]["auroc"]
+    reverse, g_rev = mnist["metrics"], mnist["groups"]["5"]["auroc"]
     sets = ordered(m["likelihood"])
-    rows = [
-        [label]
-        + [f"{m[d][s]['auroc']:.3f}" for s in sets]
-        + [f"{mnist['metrics'][d]['fashion_mnist']['auroc']:.3f}"]
-        for d, label in HEADLINE.items()
-        if d in m
-    ]
-    rows += [
-        [f"{HEADLINE[d].split(',')[0]}, groups of 5"]
-        + [f"{g[d][s]['mean']:.3f}" for s in sets]
-        + [f"{g_rev[d]['fashion_mnist']['mean']:.3f}"]
-        for d in ("typicality", "klods_image_k2")
-    ]
-    if dose is not None:
-        by = {
-            k: v["dose"][next(iter(v["dose"]))]["all"]
-            for k, v in dose["settings"].items()
-        }
-        if set(sets) <= set(by["fashion_mnist"]):
-            rows.append(
-                ["DoSE over the Glows' and VAEs' statistics"]
-                + [f"{by['fashion_mnist'][s]['auroc']:.3f}" for s in sets]
-                + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"]
-            )
-    hole = [
-        f"{p.replace('→', ' → ')} {v['vanilla']['hole']['auroc']:.3f}"
-        for p, v in (vae or {"pairs": {}})["pairs"].items()
-    ]
+    rows = [[label] + [f"{m[d][s]['auroc']:.3f}" for s in sets]
+            + [f"{reverse[d]['fashion_mnist']['auroc']:.3f}"]
+            for d, label in HEADLINE.items() if d in m]  # fmt: skip
+    rows += [[f"{HEADLINE[d].split(',')[0]}, groups of 5"]
+             + [f"{g[d][s]['mean']:.3f}" for s in sets]
+             + [f"{g_rev[d]['fashion_mnist']['mean']:.3f}"]
+             for d in ("typicality", "klods_image_k2")]  # fmt: skip
+    by = {k: v["dose"][next(iter(v["dose"]))]["all"]
+          for k, v in (dose or {"settings": {}})["settings"].items()}  # fmt: skip
+    if by and set(sets) <= set(by["fashion_mnist"]):
+        rows.append(
+            ["DoSE over the Glows' and VAEs' statistics"]
+            + [f"{by['fashion_mnist'][s]['auroc']:.3f}" for s in sets]
+            + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"]
+        )
+    hole = [f"{p.replace('→', ' → ')} {v['vanilla']['hole']['auroc']:.3f}"
+            for p, v in (vae or {"pairs": {}})["pairs"].items()]  # fmt: skip
     return (
         "AUROC, OOD positive: the Fashion-MNIST Glow (test bits/dim "
         f"{glow['bpd']['id']['id_test']:.3f}) against each set, the MNIST-5k Glow "
         "against Fashion-MNIST; from `experiments/results/` (intervals, every detector "
         "and the references in `experiments/README.md`):\n\n"
         + md_table(["detector", *sets, "MNIST-5k → fashion_mnist"], rows)
-        + (
-            f"\n\nVAE hole indicator (vanilla conv VAE): {'; '.join(hole)}."
-            * bool(hole)
-        )
+        + f"\n\nVAE hole indicator (vanilla conv VAE): {'; '.join(hole)}." * bool(hole)
     )
+
+
+RENDER = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block,
+          "dose_fmnist": dose_block, "diffusion_fmnist": diffusion_block,
+          "diffusion_mnist_5k": diffusion_block}  # fmt: skip
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
     """README path -> block name -> generated text, for the results files present
     (a README may hold only the blocks whose results file is committed)."""
-    r = {
-        n: json.loads((results_dir / f"{n}.json").read_text())
-        for n in SOURCES
-        if (results_dir / f"{n}.json").is_file()
-    }
-    render = {
-        "glow_fmnist_lid": lid_block,
-        "vae_ood": vae_block,
-        "dose_fmnist": dose_block,
-        "diffusion_fmnist": diffusion_block,
-        "diffusion_mnist_5k": diffusion_block,
-    }
+    r = {n: json.loads((results_dir / f"{n}.json").read_text())
+         for n in SOURCES if (results_dir / f"{n}.json").is_file()}  # fmt: skip
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:
-        block = render.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
+        block = RENDER.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
         out["experiments/README.md"][n] = block
     if {"glow_fmnist", "glow_mnist_5k"} <= set(r):
         glow, vae, mnist = r["glow_fmnist"], r.get("vae_ood"), r["glow_mnist_5k"]

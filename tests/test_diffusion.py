@@ -204,6 +204,35 @@ def test_model_score_and_bits_per_dim(key):
     np.testing.assert_allclose(diffusion.bits_per_dim(lp, 64), expected, rtol=1e-6)
 
 
+def test_whole_sets_match_the_batched_functions(key):
+    model = _tiny_model()
+    params = diffusion.init(model, jax.random.key(3))
+    params = jax.tree.map(
+        lambda p: p + 0.05 * jnp.sin(jnp.arange(p.size).reshape(p.shape)), params
+    )
+    images = jax.random.randint(key, (5, 8, 8, 1), 0, 256).astype(np.uint8)
+    images = np.asarray(images)
+    score_fn, y = (
+        diffusion.score_function(model, params),
+        diffusion.to_diffusion_space(images),
+    )
+    t0s = jnp.array([0.05, 0.5])
+    lids = diffusion.flipd_images(model, params, images, t0s, key, batch_size=2)
+    assert lids.shape == (5, 2) and isinstance(lids, np.ndarray)
+    first = diffusion.flipd_sweep(score_fn, y[:2], t0s, jax.random.fold_in(key, 0),
+                                  sde=model.sde, num_probes=1)  # fmt: skip
+    np.testing.assert_allclose(lids[:2], first, rtol=1e-4, atol=1e-3)
+    log_p, steps = diffusion.log_prob_images(model, params, images[:2], key,
+                                             t_min=0.01, tolerance=1e-3)  # fmt: skip
+    direct = diffusion.ode_log_prob_batch(score_fn, y[:2], jax.random.fold_in(key, 0),
+                                          sde=model.sde, t_min=0.01, rtol=1e-3,
+                                          atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(log_p, direct.log_prob, rtol=1e-4)
+    assert np.all(steps == direct.num_steps)
+    samples = diffusion.sample_images(model, params, key, 3)
+    assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
+
+
 def test_bad_inputs_say_what_is_wrong(key):
     score_fn, x = _subspace_gaussian()
     with pytest.raises(checks.InputError, match="x"):

@@ -32,6 +32,17 @@ def test_envelope_rescues_the_paradox(paradox):
     assert result["envelope"] > 0.97 and result["reported"] == result["envelope"]
 
 
+def test_envelope_interval_is_a_bootstrap_around_it():
+    rng = np.random.default_rng(4)  # overlapping: an interval of some width
+    slim = [rng.normal(0.0, 1.0, 60), rng.normal(250, 15, 60).round(),
+            rng.normal(-0.5, 1.0, 50), rng.normal(235, 15, 50).round()]  # fmt: skip
+    result = detectors.envelope_auroc(*slim, ci_resamples=40, seed=3)
+    assert result["reported_ci_low"] < result["reported"] < result["reported_ci_high"]
+    again = detectors.envelope_auroc(*slim, ci_resamples=40, seed=3)
+    assert again == result  # deterministic in the seed
+    assert "reported_ci_low" not in detectors.envelope_auroc(*slim)
+
+
 def test_rank_and_score_and_lid_only(paradox):
     lik_in, lid_in, lik_out, lid_out = paradox
     rng = np.random.default_rng(2)

@@ -53,7 +53,14 @@ def _accept_rates(lik, lid, lik_thresholds, lid_threshold) -> np.ndarray:
 
 
 def envelope_auroc(
-    lik_in, lid_in, lik_out, lid_out, *, max_lid_thresholds: int = 512
+    lik_in,
+    lid_in,
+    lik_out,
+    lid_out,
+    *,
+    max_lid_thresholds: int = 512,
+    ci_resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The envelope AUROC of the dual threshold (ID positive), as the authors report.
 
@@ -64,13 +71,34 @@ def envelope_auroc(
     Args:
         lik_in, lid_in: ``(n_in,)`` log-likelihoods and LIDs of ID test points.
         lik_out, lid_out: ``(n_out,)`` of OOD points.
+        ci_resamples: with a positive count, also the 95 % percentile bootstrap
+            interval of ``reported`` (ID and OOD points resampled separately, as
+            :func:`jaxood.metrics.bootstrap_ci`; a few seconds per 100 resamples
+            at 1,000 points each).
+        seed: of the bootstrap.
 
     Returns:
         ``{"envelope": AUC of the dual-rule envelope, "likelihood": likelihood-only
-        AUROC, "reported": max of the two}``.
+        AUROC, "reported": max of the two}``, plus ``reported_ci_low`` and
+        ``reported_ci_high`` with ``ci_resamples``.
     """
     lik_in, lid_in = _pairs(lik_in, lid_in, "ID")
     lik_out, lid_out = _pairs(lik_out, lid_out, "OOD")
+    result = _envelope(lik_in, lid_in, lik_out, lid_out, max_lid_thresholds)
+    if ci_resamples:
+        rng, reported = np.random.default_rng(seed), []
+        for _ in range(ci_resamples):
+            i = rng.integers(0, len(lik_in), len(lik_in))
+            o = rng.integers(0, len(lik_out), len(lik_out))
+            again = _envelope(lik_in[i], lid_in[i], lik_out[o], lid_out[o],
+                              max_lid_thresholds)  # fmt: skip
+            reported.append(again["reported"])
+        low, high = np.quantile(reported, [0.025, 0.975])
+        result |= {"reported_ci_low": float(low), "reported_ci_high": float(high)}
+    return result
+
+
+def _envelope(lik_in, lid_in, lik_out, lid_out, max_lid_thresholds) -> dict:
     all_lik = np.concatenate([lik_in, lik_out])
     all_lid = np.concatenate([lid_in, lid_out])
     lik_thresholds = np.r_[np.unique(all_lik), np.inf]

@@ -6,6 +6,8 @@
     y = to_diffusion_space(images)                     # uint8 -> [-1, 1]
     lp = ode_log_prob_batch(score_fn, y, key, sde=model.sde)   # nats; bits_per_dim
     lid = flipd_sweep(score_fn, y, t0s, key, sde=model.sde, num_probes=8)
+    log_p, steps = log_prob_images(model, params, images, key)  # whole uint8 sets
+    lids = flipd_images(model, params, images, t0s, key)       # (N, T), batched
 
 Every function that takes ``score_fn`` works with any pure score of one example, so
 an analytic score or another library's network composes the same way.
@@ -31,6 +33,7 @@ from jaxood.diffusion.model import (
     to_diffusion_space,
 )
 from jaxood.diffusion.normal_bundle import NormalBundle, normal_bundle_lid
+from jaxood.diffusion.scoring import flipd_images, log_prob_images, sample_images
 from jaxood.diffusion.sde import VPSDE
 
 __all__ = [
@@ -42,15 +45,18 @@ __all__ = [
     "bits_per_dim",
     "denoising_loss",
     "flipd",
+    "flipd_images",
     "flipd_sweep",
     "init",
     "knee",
+    "log_prob_images",
     "noise_prediction",
     "normal_bundle_lid",
     "ode_log_prob",
     "ode_log_prob_batch",
     "ode_sample",
     "probes",
+    "sample_images",
     "score",
     "score_function",
     "to_diffusion_space",
