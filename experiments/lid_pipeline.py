@@ -29,8 +29,8 @@ SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curv
 DELTAS = np.linspace(-8.0, 2.0, 50)  # δ = log σ of the LIDL sweep (FastFlowLIDL)
 
 
-def _spectra_of(model, params, x) -> tuple[np.ndarray, np.ndarray]:
-    """Singular values and log p of a model-space batch.
+def _spectra_of(model, params, x) -> dict[str, np.ndarray]:
+    """Singular values ``s`` and ``log_p`` of a model-space batch.
 
     A row is NaN where the decoder's Jacobian at z0 is not finite (the inverse
     flow overflows there: seen on one uniform-noise image whose log p is finite);
@@ -45,36 +45,28 @@ def _spectra_of(model, params, x) -> tuple[np.ndarray, np.ndarray]:
         return spectrum.singular_values, flows.log_prob(model, params, batch).total
 
     s, log_p = batching.map_batches(both, x, len(x), desc="spectra")
-    return s, log_p.astype(np.float64)
+    return {"s": s, "log_p": log_p.astype(np.float64)}
 
 
-def _spectra(model, params, images, path: Path, desc: str) -> dict[str, np.ndarray]:
-    """Singular values and log p of ``images``, resuming from ``path``."""
-    done = (
-        dict(np.load(path))
-        if path.exists()
-        else {"s": np.zeros((0, model.config.num_dims)), "log_p": np.zeros(0)}
-    )
-    start = len(done["log_p"])
+def _resumable(fn, images, path: Path, desc: str) -> dict[str, np.ndarray]:
+    """``fn(model-space batch) -> {name: rows}`` over ``images`` in batches of
+    :data:`BATCH`, appended to ``path`` (.npz) after each: a rerun resumes, and one
+    with more images computes only the new ones."""
+    done = dict(np.load(path)) if path.exists() else {}
+    start = len(next(iter(done.values()))) if done else 0
     for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
-        s, log_p = _spectra_of(
-            model, params, data.to_model_space(images[begin : begin + BATCH])
-        )
-        done = {
-            "s": np.concatenate([done["s"], s]),
-            "log_p": np.concatenate([done["log_p"], log_p]),
-        }
+        new = fn(data.to_model_space(images[begin : begin + BATCH]))
+        done = {k: np.concatenate([done[k], v]) if done else v for k, v in new.items()}
         np.savez(path.with_suffix(".tmp.npz"), **done)
         path.with_suffix(".tmp.npz").replace(path)
     return {k: v[: len(images)] for k, v in done.items()}
 
 
-def _lidl_curves(model, params, images, path: Path, desc: str) -> np.ndarray:
-    """Smooth LID (LIDL) of ``images`` at every δ in :data:`DELTAS`, resuming.
+def _lidl_of(model, params, x) -> np.ndarray:
+    """Smooth LID (LIDL) of a model-space batch at every δ in :data:`DELTAS`.
 
     One SVD with right singular vectors per image serves all 50 scales.
     """
-    done = np.load(path) if path.exists() else np.zeros((0, len(DELTAS)))
     # Each device sweeps its own images (a vmapped value check cannot run over a
     # batch axis split by explicit mesh axes).
     sweep = jax.jit(
@@ -84,21 +76,15 @@ def _lidl_curves(model, params, images, path: Path, desc: str) -> np.ndarray:
             deltas,
         )
     )
-    for begin in tqdm(range(len(done), len(images), BATCH), desc=desc, disable=None):
-        x = data.to_model_space(images[begin : begin + BATCH])
 
-        def curves_of(_, batch):
-            spectrum, z0 = lid.flow_spectra(
-                model, params, batch, chunk_size=128, vectors=True
-            )
-            return sweep(spectrum, z0, jnp.asarray(DELTAS))
+    def curves_of(_, batch):
+        spectrum, z0 = lid.flow_spectra(
+            model, params, batch, chunk_size=128, vectors=True
+        )
+        return sweep(spectrum, z0, jnp.asarray(DELTAS))
 
-        curves = batching.map_batches(curves_of, x, len(x), desc="lidl")
-        curves = curves.astype(np.float64)
-        done = np.concatenate([done, curves])
-        np.save(path.with_suffix(".tmp.npy"), done)
-        path.with_suffix(".tmp.npy").replace(path)
-    return done[: len(images)]
+    curves = batching.map_batches(curves_of, x, len(x), desc="lidl")
+    return curves.astype(np.float64)
 
 
 def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
@@ -116,8 +102,11 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
     }
     spectra, dropped = {}, {}
     for name, images in chosen.items():
-        got = _spectra(
-            model, params, images, out / f"{name.replace('/', '_')}.npz", name
+        got = _resumable(
+            lambda x: _spectra_of(model, params, x),
+            images,
+            out / f"{name.replace('/', '_')}.npz",
+            name,
         )
         keep = ~np.isnan(got["s"]).any(axis=1)
         spectra[name] = {k: v[keep] for k, v in got.items()}
@@ -176,13 +165,12 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
         "count": lc.num_lidl,
         "mean_curves": {
             name: np.delete(  # the images dropped above have no LIDL either
-                _lidl_curves(
-                    model,
-                    params,
+                _resumable(
+                    lambda x: {"lidl": _lidl_of(model, params, x)},
                     chosen[name][: lc.num_lidl],
-                    out / f"lidl_{name.replace('/', '_')}.npy",
+                    out / f"lidl_{name.replace('/', '_')}.npz",
                     f"LIDL {name}",
-                ),
+                )["lidl"],
                 [i for i in dropped[name] if i < lc.num_lidl],
                 axis=0,
             )
