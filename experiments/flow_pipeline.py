@@ -88,8 +88,9 @@ def fingerprint(config, stage: str) -> dict:
     }
     if stage == "general":
         out["general_steps"] = config.stages.general_steps
-    elif stage in STAGES:
+    elif stage in STAGES:  # snapshots along the way do not change the params
         out["stages"] = config.stages.to_dict()
+        del out["stages"]["snapshots"]
     elif stage == "background":
         out["background"] = config.background.to_dict()
     else:  # an ensemble member: the ensemble size does not change its params
@@ -160,6 +161,9 @@ def _stage(
             evaluate,
             tc,
             select=select,
+            snapshot_steps=config.stages.snapshots
+            if stage in ("general", "id")
+            else (),
         )
         return params, summary | evaluate(params)
 
@@ -276,6 +280,7 @@ def _score_key(config, workdir: Path, stages) -> dict:
             "model": config.model.to_dict(),
             "scoring": config.scoring.to_dict(),
             "stages": {s: run_dir.stage_summary(workdir / s) for s in stages},
+            "snapshots": {s: run_dir.snapshots(workdir / s) for s in stages},
         }
     )
 
@@ -312,6 +317,55 @@ def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
         name: np.asarray(dose.score(state, table))
         for name, table in zip(eval_sets, evaluated, strict=True)
     }
+
+
+def training_length(config, workdir: Path, model, sets, final) -> dict:
+    """The likelihood ratio with the general (or ID) model taken at each of its
+    snapshots and the other model final: validation bits/dim of the snapshot and
+    the AUROC per OOD set of ``llr`` (and, for ID snapshots, of ``likelihood``).
+
+    Args:
+        final: ``{"general"|"id": {set: log_prob_images output}}`` of the final
+            models on the evaluation sets.
+
+    Returns:
+        ``{stage: {step: {"val_bpd", "llr": {ood: auroc}[, "likelihood"]}}}``,
+        steps as strings, the last being the final model's.
+    """
+    eval_sets = list(final["id"])
+    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
+    out = {}
+    for stage, other in (("general", "id"), ("id", "general")):
+        validation = sets["general_val" if stage == "general" else "id_val"]
+        evaluate = _validation(model, validation[: config.train.eval_images])
+        other_lp = {n: final[other][n]["total"] for n in eval_sets}
+        rows = {}
+        for step in [*run_dir.snapshots(workdir / stage), "final"]:
+            if step == "final":
+                summary = run_dir.stage_summary(workdir / stage)
+                lp = {n: final[stage][n]["total"] for n in eval_sets}
+                step, val_bpd = summary["steps"], summary["val_bpd"]
+            else:
+                folder = workdir / stage / "snapshots" / str(step)
+                p = checkpoint.load_params(folder, template)
+                desc = f"{stage} at step {step}"
+                lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)["total"]
+                      for n in eval_sets}  # fmt: skip
+                val_bpd = evaluate(p)["val_bpd"]
+            lp_id, lp_general = (lp, other_lp) if stage == "id" else (other_lp, lp)
+            llr = {n: detectors.likelihood_ratio(lp_id[n], lp_general[n]) for n in lp}
+            row = {"val_bpd": val_bpd, "llr": _aurocs(llr)}
+            if stage == "id":
+                row["likelihood"] = _aurocs({n: -v for n, v in lp.items()})
+            rows[str(step)] = row
+        out[stage] = rows
+    return out
+
+
+def _aurocs(scores: dict) -> dict:
+    """``{ood: AUROC}`` of ``{"id_test": s, "ood/<name>": s}`` anomaly scores."""
+    return {n.removeprefix("ood/"): metrics.auroc(scores["id_test"], v)
+            for n, v in scores.items() if n != "id_test"}  # fmt: skip
 
 
 def score_all(config, workdir: Path, sets, params) -> dict:
@@ -401,6 +455,10 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             config, log_probs["id"], entropy, nll_val
         ),
     }
+    if any(run_dir.snapshots(workdir / s) for s in ("general", "id")):
+        results["training_length"] = training_length(
+            config, workdir, model, sets, {s: log_probs[s] for s in ("general", "id")}
+        )
     run_dir.write_json(results_file, results)
     run_dir.mark_cached(key_file, score_key)
     return results

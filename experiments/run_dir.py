@@ -150,6 +150,9 @@ def train_or_restore(
         )
         run.mkdir(parents=True, exist_ok=True)
         shutil.copy(source / "summary.json", run / "summary.json")
+        if (source / "snapshots").is_dir():  # params at earlier steps, if shipped
+            shutil.rmtree(run / "snapshots", ignore_errors=True)
+            shutil.copytree(source / "snapshots", run / "snapshots")
         write_json(run / "config.json", fingerprint)
         marker.write_text(str(source) + "\n")
     else:
@@ -158,6 +161,17 @@ def train_or_restore(
         write_json(run / "summary.json", summary)
     checkpoint.save_params(final, params)
     return placed(params)
+
+
+def snapshots(run: Path) -> list[int]:
+    """The steps of a stage's params snapshots (``<stage>/snapshots/<step>``)."""
+    folder = run / "snapshots"
+    steps = (
+        [p.name for p in folder.iterdir() if p.name.isdigit()]
+        if folder.is_dir()
+        else []
+    )
+    return sorted(map(int, steps))
 
 
 def stage_summary(run: Path) -> dict:
@@ -186,12 +200,14 @@ def fit(
     select: str = "best",
     description: str = "",
     export: Callable[[train.TrainState], object] = lambda state: state.params,
+    snapshot_steps: Sequence[int] = (),
 ) -> tuple[object, dict]:
     """``train.fit`` with the config's logging cadence; ``(params, summary)``.
 
     ``select`` picks the validation-best state (``"best"``) or the last one
     (``"final"``); ``export`` reads the params to keep from it (the diffusion
-    models keep their parameter average, ``train.ema_params(state.opt_state)``).
+    models keep their parameter average, ``train.ema_params(state.opt_state)``);
+    ``snapshot_steps``: ``train.fit``'s params saved along the way.
     The summary has the steps, the selected step, the skipped steps and the
     training time read from ``metrics.jsonl``.
     """
@@ -211,6 +227,7 @@ def fit(
             k: r[k] for k in ("loss", "bpd", "val_loss", "val_bpd") if k in r
         },
         description=description or run.name,
+        snapshot_steps=tuple(snapshot_steps),
     )
     params, step = export(state), num_steps
     if select == "best":

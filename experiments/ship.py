@@ -13,7 +13,8 @@ diffusion model's parameter average::
         --to experiments/checkpoints/diffusion_fmnist --stages score_model
 
 Each stage gets ``params/`` (orbax), ``config.json`` (the fingerprint that must match
-for a restore) and ``summary.json`` (steps, validation bits/dim, training time).
+for a restore), ``summary.json`` (steps, validation bits/dim, training time) and the
+stage's ``snapshots/`` (params at earlier steps) if it has them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main(argv=None) -> None:
         shutil.copytree(source / "final_params", dest / "params")
         shutil.copy(source / "config.json", dest / "config.json")
         shutil.copy(source / "summary.json", dest / "summary.json")
+        if (source / "snapshots").is_dir():  # the params at earlier steps
+            shutil.copytree(source / "snapshots", dest / "snapshots")
         size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
         print(f"{dest}: {size / 1e6:.1f} MB")
 

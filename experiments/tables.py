@@ -135,7 +135,26 @@ def flow_block(r: dict, command: str, file: str) -> str:
                  flagged),
         "References:",
         md_table("detector | OOD set | M | ours | reference | source", anchors),
+        *_training_length(r.get("training_length", {}), sets),
     ])  # fmt: skip
+
+
+def _training_length(sweep: dict, sets) -> list[str]:
+    """The ratio's AUROC with one model taken after fewer steps, the other final."""
+    parts = []
+    for stage, rows in sweep.items():
+        this, other = ("general", "ID") if stage == "general" else ("ID", "general")
+        keys = [("llr", "llr")] + [("likelihood", "−log p")] * (stage == "id")
+        parts += [
+            f"Length of training: the {this} model after each number of steps, the "
+            f"{other} model final; AUROC of each detector:",
+            md_table(["steps", "validation bits/dim"]
+                     + [f"{label}: {s}" for _, label in keys for s in sets],
+                     [[step, f"{row['val_bpd']:.3f}"]
+                      + [f"{row[k][s]:.3f}" for k, _ in keys for s in sets]
+                      for step, row in rows.items()]),
+        ]  # fmt: skip
+    return parts
 
 
 def lid_block(r: dict, command: str, file: str) -> str:

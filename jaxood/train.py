@@ -15,7 +15,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxood import parallel
-from jaxood.checkpoint import RunCheckpoints
+from jaxood.checkpoint import RunCheckpoints, save_params
 from jaxood.typing import Array, Params, PRNGKey
 
 # loss_fn(params, batch, key) -> (scalar loss, dict of scalar metrics)
@@ -342,6 +342,7 @@ def fit(
     max_consecutive_skipped: int = 100,
     progress_metric: Callable[[dict[str, float]], dict[str, float]] | None = None,
     description: str = "train",
+    snapshot_steps: Sequence[int] = (),
 ) -> TrainState:
     """Runs (or resumes) training up to ``num_steps`` steps.
 
@@ -365,6 +366,10 @@ def fit(
             first logging step at which the streak reaches it.
         progress_metric: maps the logged metrics to what the progress bar shows.
         description: progress-bar label.
+        snapshot_steps: after each of these steps the params are also saved to
+            ``workdir/snapshots/<step>`` (:func:`jaxood.checkpoint.save_params`):
+            the model at several lengths of training from one run, for studies of
+            how a result moves with training time. Kept when the run resumes.
 
     Returns:
         The final state. Non-finite steps are skipped and counted in
@@ -453,6 +458,8 @@ def fit(
                 )
             if stop or done % checkpoint_every == 0 or done == num_steps:
                 checkpoints.save_latest(done, state, {"consecutive_skipped": streak})
+            if done in snapshot_steps:
+                save_params(workdir / "snapshots" / str(done), state.params)
             bar.update(1)
             if stop:
                 bar.close()

@@ -104,6 +104,23 @@ def test_every_detector_and_set_is_scored(runs):
                 assert len(g["per_seed"]) >= 3 and 0.0 <= g["mean"] <= 1.0
 
 
+def test_ratio_against_the_length_of_training(runs):
+    # The smoke Glows keep their params after 2 of their 4 steps.
+    for workdir in (runs / "glow_fmnist", runs / "glow_mnist_5k"):
+        results = json.loads((workdir / "results.json").read_text())
+        sweep, metrics = results["training_length"], results["metrics"]
+        assert list(sweep["general"]) == list(sweep["id"]) == ["2", "4"]
+        assert (workdir / "general" / "snapshots" / "2").is_dir()  # also restored
+        for ood, auroc in sweep["general"]["4"]["llr"].items():  # the final models
+            assert auroc == pytest.approx(metrics["llr"][ood]["auroc"], abs=1e-9)
+            assert sweep["id"]["4"]["llr"][ood] == pytest.approx(auroc, abs=1e-9)
+            assert sweep["id"]["4"]["likelihood"][ood] == pytest.approx(
+                metrics["likelihood"][ood]["auroc"], abs=1e-9
+            )
+        early = sweep["id"]["2"]
+        assert early["val_bpd"] > 0 and 0 <= early["llr"][ood] <= 1
+
+
 def test_report_files_are_written(runs):
     workdir = runs / "glow_fmnist"
     for name in (

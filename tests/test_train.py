@@ -55,6 +55,7 @@ def _run(tmp, setup, num_steps, interrupt_at=None):
                 -jnp.mean(model.forward(p, data.to_model_space(images)).total)
             )
         },
+        snapshot_steps=(10, 20),
     )
 
 
@@ -83,6 +84,20 @@ def test_resume_after_interruption_gives_identical_params(tmp_path, setup):
     for r in lines + straight_lines:
         r.pop("seconds_per_step")
     assert lines == straight_lines
+
+    # Params at 10 and 20 steps, the same with or without the interruption.
+    def snapshot(run, step):
+        path = tmp_path / run / "snapshots" / str(step)
+        return jax.tree.leaves(checkpoint.load_params(path, straight.params))
+
+    final = jax.tree.leaves(straight.params)
+    for run in ("straight", "resumed"):
+        for a, b in zip(snapshot(run, 20), final, strict=True):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(snapshot(run, 10), snapshot("straight", 10), strict=True):
+            np.testing.assert_array_equal(a, b)
+    early = zip(snapshot("straight", 10), final, strict=True)
+    assert any(not np.array_equal(a, b) for a, b in early)
 
 
 def test_non_finite_steps_are_skipped_and_counted(setup):
