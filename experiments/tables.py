@@ -27,6 +27,10 @@ SOURCES = {
     "glow_mnist_5k": ("glow_mnist_5k/results.json", "glow_fmnist.py:mnist_5k"),
     "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py",
                         " --mode lid"),
+    "glow_fmnist_general_images": ("glow_fmnist_general_images/results.json",
+                                   "glow_fmnist.py:general_images"),
+    "glow_mnist_5k_general_images": ("glow_mnist_5k_general_images/results.json",
+                                     "glow_fmnist.py:mnist_5k,general_images"),
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
     "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
     "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
@@ -361,6 +365,37 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
     )
 
 
+# The flow runs that differ only in their general set: (run, reverse-pair run).
+GENERAL_SETS = {"general_photos": ("glow_fmnist", "glow_mnist_5k"),
+                "general_images": ("glow_fmnist_general_images",
+                                   "glow_mnist_5k_general_images")}  # fmt: skip
+COMPARED = ("likelihood", "final_scale", "llr", "llr_outlier")
+
+
+def general_sets_block(r: dict) -> str:
+    """The Fashion-MNIST pairs and the reverse pair with each general set side by
+    side: the models' test bits/dim and the AUROCs of the ratio detectors."""
+    rows = []
+    for general, runs in GENERAL_SETS.items():
+        for run in filter(lambda n: n in r, runs):
+            m, training, bpd = r[run]["metrics"], r[run]["training"], r[run]["bpd"]
+            setting = "MNIST-5k" if "mnist_5k" in run else "FMNIST"
+            for ood in [o for o in ("mnist_5k", "animal_mnist", "fashion_mnist")
+                        if o in m["likelihood"]]:  # fmt: skip
+                rows.append(
+                    [general, f"{training['general']['steps']} / "
+                     f"{training['id']['steps']}", f"{bpd['id']['id_test']:.3f}",
+                     f"{setting}→{ood}"] + [interval(m[d][ood]) for d in COMPARED]
+                )  # fmt: skip
+    sources = ", ".join(f"`{RESULTS_REL}{n}.json`" for n in r)
+    return (
+        f"From {sources} (commands in their blocks). AUROC, OOD positive, 95 % "
+        "bootstrap interval:\n\n"
+        + md_table(["general set", "steps: general / ID", "ID test bits/dim", "pair",
+                    *COMPARED], rows)
+    )  # fmt: skip
+
+
 RENDER = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block,
           "dose_fmnist": dose_block, "diffusion_fmnist": diffusion_block,
           "diffusion_mnist_5k": diffusion_block}  # fmt: skip
@@ -375,6 +410,9 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
     for n in r:
         block = RENDER.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
         out["experiments/README.md"][n] = block
+    compared = {n: r[n] for runs in GENERAL_SETS.values() for n in runs if n in r}
+    if {"glow_fmnist", "glow_fmnist_general_images"} <= set(compared):
+        out["experiments/README.md"]["general_sets"] = general_sets_block(compared)
     if {"glow_fmnist", "glow_mnist_5k"} <= set(r):
         glow, vae, mnist = r["glow_fmnist"], r.get("vae_ood"), r["glow_mnist_5k"]
         out["README.md"]["headline"] = headline(glow, vae, mnist, r.get("dose_fmnist"))

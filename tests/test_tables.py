@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -42,3 +43,19 @@ def test_collect_copies_finished_runs_only(tmp_path):
     assert tables.collect(runs, results) == ["vae_ood"]
     assert json.loads((results / "vae_ood.json").read_text()) == {"a": 1}
     assert [p.name for p in results.iterdir()] == ["vae_ood.json"]  # no temp file
+
+
+def test_general_sets_side_by_side(tmp_path):
+    for name in ("glow_fmnist", "glow_mnist_5k"):
+        text = (tables.RESULTS / f"{name}.json").read_text()
+        (tmp_path / f"{name}.json").write_text(text)
+    assert "general_sets" not in tables.blocks(tmp_path)["experiments/README.md"]
+    shutil.copy(
+        tmp_path / "glow_fmnist.json", tmp_path / "glow_fmnist_general_images.json"
+    )
+    block = tables.blocks(tmp_path)["experiments/README.md"]["general_sets"]
+    rows = [line for line in block.splitlines() if line.startswith("| general_")]
+    # FMNIST→MNIST-5k and →Animal for both, MNIST-5k→FMNIST for the photos only.
+    assert len(rows) == 5
+    assert rows[0].split(" | ")[3] == "FMNIST→mnist_5k"
+    assert rows[0].split(" | ")[4:] == rows[3].split(" | ")[4:]  # the same results
