@@ -120,6 +120,20 @@ def plot_group_sizes(results: dict, detectors, path: Path) -> None:
     save_figure(fig, path)
 
 
+def plot_training_length(sweep: dict, path: Path) -> None:
+    """``llr`` AUROC per OOD set against the training steps of the general model
+    (left) and of the ID model (right), the other model final."""
+    fig, axes = _panels(list(sweep), 3.2)
+    for ax, (stage, rows) in zip(axes[0], sweep.items(), strict=True):
+        steps = [int(s) for s in rows]
+        for ood in next(iter(rows.values()))["llr"]:
+            ax.plot(steps, [r["llr"][ood] for r in rows.values()], "o-", label=ood)
+        ax.set(xlabel=f"{stage} model: training steps", ylabel="llr AUROC",
+               ylim=(-0.02, 1.02))  # fmt: skip
+    axes[0, 0].legend(fontsize=7)
+    save_figure(fig, path)
+
+
 def flow_report(config, workdir: Path, results: dict, params: dict, command: str):
     """Writes ``report.md`` and plots of a flow run; returns the stdout table."""
     from experiments.flow_pipeline import build_model
@@ -137,6 +151,14 @@ def flow_report(config, workdir: Path, results: dict, params: dict, command: str
         title = f"{stage} model, temperature {rc.sample_temperature}"
         plot_image_grid(np.asarray(data.to_uint8(x)), workdir / f"samples_{stage}.png",
                         title)  # fmt: skip
+    figures = {
+        "ROC curves and score histograms": "scores.png",
+        "AUROC against group size": "groups.png", "Training curves": "training.png",
+        "ID samples": "samples_id.png", "General samples": "samples_general.png",
+    }  # fmt: skip
+    if "training_length" in results:
+        plot_training_length(results["training_length"], workdir / "length.png")
+        figures["Likelihood ratio against the length of training"] = "length.png"
     missing = [d for d in ("ren_llr", "waic") if d not in m]
     block = (
         tables.flow_block(results, command, "results.json")
@@ -144,11 +166,7 @@ def flow_report(config, workdir: Path, results: dict, params: dict, command: str
         + "\n".join(f"- `{k}`: {v}" for k, v in results["detectors"].items())
         + (f"\n\nNot scored (their models are not here): {missing}." if missing else "")
     )
-    write_report(workdir, f"{config.name}: Glow OOD report", block, {
-        "ROC curves and score histograms": "scores.png",
-        "AUROC against group size": "groups.png", "Training curves": "training.png",
-        "ID samples": "samples_id.png", "General samples": "samples_general.png",
-    })  # fmt: skip
+    write_report(workdir, f"{config.name}: Glow OOD report", block, figures)
     group = tables.group_rows(results["groups"], GROUPED, sets)
     return (
         f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"

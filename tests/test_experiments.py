@@ -117,6 +117,7 @@ def test_ratio_against_the_length_of_training(runs):
             assert sweep["id"]["4"]["likelihood"][ood] == pytest.approx(
                 metrics["likelihood"][ood]["auroc"], abs=1e-9
             )
+        assert (workdir / "length.png").stat().st_size > 0  # its plot
         early = sweep["id"]["2"]
         assert early["val_bpd"] > 0 and 0 <= early["llr"][ood] <= 1
 
