@@ -188,65 +188,48 @@ def train_all(config, workdir: Path, sets) -> dict:
             train.epoch_batch_indices(len(images), bs, step, batch_seed)
         ]
 
+    def stage(name, init_fn, loss_fn, batch_fn, steps, **options):
+        args = (model, sets, init_fn, loss_fn, batch_fn, steps)
+        return _stage(config, workdir, name, *args, **options)
+
     general_images, id_images = sets["general_train"], sets["id_train"]
-    init_images = general_images[: config.train.init_images]
-    nll = losses.nll_loss(model)
-    params = {}
-    params["general"] = _stage(
-        config,
-        workdir,
+    key, first = jax.random.key(seed), general_images[: config.train.init_images]
+    nll, params = losses.nll_loss(model), {}
+    params["general"] = general = stage(
         "general",
-        model,
-        sets,
-        lambda: flows.init(
-            model,
-            jax.random.key(seed),
-            data.dequantize(jax.random.key(seed), init_images),
-        ),
+        lambda: flows.init(model, key, data.dequantize(key, first)),
         nll,
         batches(general_images, seed),
         sc.general_steps,
     )
-    params["id"] = _stage(
-        config,
-        workdir,
-        "id",
-        model,
-        sets,
-        lambda: params["general"],
-        nll,
-        batches(id_images, seed + 1),
-        sc.id_steps,
+    params["id"] = stage(
+        "id", lambda: general, nll, batches(id_images, seed + 1), sc.id_steps
     )
     inliers, outliers = batches(id_images, seed + 2), batches(general_images, seed + 3)
-    general = params["general"]
-    params["id_outlier"] = _stage(
-        config,
-        workdir,
+    outlier_loss = losses.outlier_loss(
+        model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
+    )
+    params["id_outlier"] = stage(
         "id_outlier",
-        model,
-        sets,
         lambda: general,
-        losses.outlier_loss(
-            model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
-        ),
+        outlier_loss,
         lambda step: (inliers(step), outliers(step), general),
         sc.outlier_steps,
         select="final",
     )
     bc, ec = config.background, config.ensemble
-    for stage in ["background"] + [f"ensemble_{k}" for k in range(ec.size)]:
+    for name in ["background"] + [f"ensemble_{k}" for k in range(ec.size)]:
         if not (
             config.train_baseline_models
             or run_dir.is_available(
-                workdir / stage, fingerprint(config, stage), [config.checkpoints]
+                workdir / name, fingerprint(config, name), [config.checkpoints]
             )
         ):
             continue
-        index = _stage_index(stage)
+        index = _stage_index(name)
         init_key, data_key = jax.random.split(jax.random.key(seed + index))
         init_images = id_images[: config.train.init_images]
-        if stage == "background":
+        if name == "background":
             init_images = data.mutate(data_key, init_images, bc.mutation_rate)
             extra = dict(
                 loss_fn=losses.nll_loss(model, mutation_rate=bc.mutation_rate),
@@ -256,12 +239,8 @@ def train_all(config, workdir: Path, sets) -> dict:
             )
         else:
             extra = dict(loss_fn=nll, steps=ec.steps)
-        params[stage] = _stage(
-            config,
-            workdir,
-            stage,
-            model,
-            sets,
+        params[name] = stage(
+            name,
             lambda k=init_key, d=data_key, x=init_images: flows.init(
                 model, k, data.dequantize(d, x)
             ),
