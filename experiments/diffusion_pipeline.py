@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import report, run_dir, vae_pipeline
+from experiments import report, run_dir
 from jaxood import detectors, diffusion, metrics, train
 
 STAGE = "score_model"
@@ -92,7 +92,7 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         raise SystemExit("--mode lid: FLIPD is part of --mode score here.")
     params, sets = {}, {}
     for setting in config.settings:
-        sets[setting] = vae_pipeline.load_sets(config, setting)
+        sets[setting] = run_dir.load_setting(config, setting)
         params[setting] = train_model(config, workdir, setting, sets[setting])
     if mode == "train":
         return

@@ -75,7 +75,7 @@ def load_images(config, setting: str) -> dict[str, np.ndarray]:
     flow, vae, dc = config.flow[setting], config.vae, config.data
     images, labels = data.load(setting, "train", with_labels=True)
     flow_train = flow_pipeline.split_indices(flow, labels)[0]
-    vae_train = vae_pipeline.split_indices(vae, labels)[0]
+    vae_train = run_dir.split_indices(vae, labels)[0]
     everyone = np.intersect1d(flow_train, vae_train)
     return {
         FIT: run_dir.subset(images[everyone], dc.num_fit, config.seed),
@@ -96,7 +96,7 @@ def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
     summaries = {FLOW: {s: run_dir.stage_summary(flow_dir / s) for s in FLOW_STAGES}}
     vae_dir, vae_sets = (
         folder(config.vae_workdir, "vae"),
-        vae_pipeline.load_sets(vae, setting),
+        run_dir.load_setting(vae, setting),
     )
     for kind in vae.models:
         p = vae_pipeline.train_model(vae, vae_dir, setting, kind, vae_sets)

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import checkpoint, parallel, train
+from jaxood import checkpoint, data, parallel, train
+from jaxood.data import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTORED_MARKER = "restored_from"
@@ -271,10 +272,35 @@ def subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 def load_sets(entries: Sequence[str], limit: int, seed: int, prefix: str = "ood/"):
     """``{"ood/<name>": images}`` of ``"name:split"`` entries, fixed subsets."""
-    from jaxood import data
-
     out = {}
     for entry in entries:
         name, split = entry.split(":")
         out[prefix + name] = subset(data.load(name, split), limit, seed)
     return out
+
+
+def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the ID training split (stratified,
+    ``config.val_size`` a fraction; the VAE and diffusion configs)."""
+    return sources.stratified_split(labels, config.val_size, config.seed)
+
+
+def load_setting(config, setting: str) -> dict[str, np.ndarray]:
+    """uint8 sets of one in-distribution setting of a VAE or diffusion config
+    (``config.settings[setting]``): id_train, id_val, id_test and ``ood/<name>``
+    at the ID images' size (OOD images of another size are centre-cropped and
+    resized)."""
+    s, seed, limit = config.settings[setting], config.seed, config.score.max_eval
+    images, labels = data.load(setting, s.train_split, with_labels=True)
+    train_idx, val_idx = split_indices(config, labels)
+    size = images.shape[1]
+    ood = {
+        name: x if x.shape[1:3] == (size, size) else data.resize(x, size)
+        for name, x in load_sets(s.ood, limit, seed).items()
+    }
+    return {
+        "id_train": images[train_idx],
+        "id_val": subset(images[val_idx], limit, seed),
+        "id_test": subset(data.load(setting, s.test_split), limit, seed),
+        **ood,
+    }

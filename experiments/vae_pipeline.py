@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from experiments import report, run_dir
 from jaxood import batching, data, detectors, metrics, train, vae
-from jaxood.data import sources
 
 DETECTORS = {
     "iwae": "−log p(x), IWAE with N samples",
@@ -39,30 +38,6 @@ def build_model(config, kind: str) -> vae.VAE:
     return vae.VAE(
         vae.VAEConfig(image_shape=shape, likelihood=config.likelihood, **spec)
     )
-
-
-def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation indices into the ID training split (stratified)."""
-    return sources.stratified_split(labels, config.val_size, config.seed)
-
-
-def load_sets(config, setting: str) -> dict[str, np.ndarray]:
-    """uint8 sets at the ID images' size: id_train, id_val, id_test and
-    ``ood/<name>`` (OOD images of another size are centre-cropped and resized)."""
-    s, seed, limit = config.settings[setting], config.seed, config.score.max_eval
-    images, labels = data.load(setting, s.train_split, with_labels=True)
-    train_idx, val_idx = split_indices(config, labels)
-    size = images.shape[1]
-    ood = {
-        name: x if x.shape[1:3] == (size, size) else data.resize(x, size)
-        for name, x in run_dir.load_sets(s.ood, limit, seed).items()
-    }
-    return {
-        "id_train": images[train_idx],
-        "id_val": run_dir.subset(images[val_idx], limit, seed),
-        "id_test": run_dir.subset(data.load(setting, s.test_split), limit, seed),
-        **ood,
-    }
 
 
 def fingerprint(config, setting: str, kind: str) -> dict:
@@ -270,7 +245,7 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         )
     params, sets, summaries = {}, {}, {}
     for setting in config.settings:
-        sets[setting] = load_sets(config, setting)
+        sets[setting] = run_dir.load_setting(config, setting)
         for kind in config.models:
             params[setting, kind] = train_model(
                 config, workdir, setting, kind, sets[setting]

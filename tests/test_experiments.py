@@ -11,7 +11,15 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import dose_pipeline, flow_pipeline, main, ship, tables, vae_pipeline
+from experiments import (
+    dose_pipeline,
+    flow_pipeline,
+    main,
+    run_dir,
+    ship,
+    tables,
+    vae_pipeline,
+)
 from experiments.configs import dose_fmnist, glow_fmnist
 
 pytestmark = pytest.mark.slow
@@ -241,7 +249,7 @@ def test_the_dose_fit_set_holds_no_image_of_any_validation_or_test_set(data_dir)
     images = dose_pipeline.load_images(config, "fashion_mnist")
     train, labels = data.load("fashion_mnist", "train", with_labels=True)
     flow_val = flow_pipeline.split_indices(config.flow.fashion_mnist, labels)[1]
-    vae_val = vae_pipeline.split_indices(config.vae, labels)[1]
+    vae_val = run_dir.split_indices(config.vae, labels)[1]
     held_out = np.concatenate(
         [train[flow_val], train[vae_val], data.load("fashion_mnist", "test")]
     )
