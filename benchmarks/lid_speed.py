@@ -49,7 +49,7 @@ import jaxlib
 import numpy as np
 
 from benchmarks import readme
-from jaxood import checkpoint, data, flows, lid
+from jaxood import checkpoint, data, detectors, flows, lid, metrics
 
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE.parent / "experiments" / "checkpoints" / "glow_fmnist"
@@ -68,6 +68,10 @@ FULL = dict(
     slq_settings={1024: [(4, 40), (8, 80), (4, 120)], 3072: [(4, 40), (8, 80)]},
     lpca_reference=10_000,
     lpca_queries=128,
+    auroc_images=500,  # per set: FMNIST test, MNIST-5k; plus the validation images
+    auroc_validation=128,
+    auroc_slq=(4, 40),
+    auroc_batch=8,
 )
 QUICK = dict(
     arch=(2, 16),  # a smoke check of the code paths, not of the numbers
@@ -77,6 +81,10 @@ QUICK = dict(
     slq_settings={1024: [(2, 4)], 3072: [(2, 4)]},
     lpca_reference=300,
     lpca_queries=8,
+    auroc_images=4,
+    auroc_validation=4,
+    auroc_slq=(2, 4),
+    auroc_batch=2,
 )
 
 
@@ -345,6 +353,82 @@ def slq_part(size: dict, log) -> dict:
     return out
 
 
+def auroc_part(size: dict, log) -> dict:
+    """What matters for OOD: on the same images, the LID-only, dual-threshold
+    envelope and rank-AND AUROCs of FMNIST test vs MNIST-5k with exact and with SLQ
+    LID, under the shipped Glow at the calibrated log τ of the published LID run
+    (rank-AND CDFs from further FMNIST test images, disjoint from the evaluated ones).
+    """
+    n, v, batch = size["auroc_images"], size["auroc_validation"], size["auroc_batch"]
+    probes, steps = size["auroc_slq"]
+    lid_run = HERE.parent / "experiments" / "results" / "glow_fmnist_lid.json"
+    log_tau = json.loads(lid_run.read_text())["log_tau"]
+    model, params, fmnist = _trained(n + v)  # model space
+    mnist = data.to_model_space(data.resize(data.load("mnist_5k", "all")[:n], 32))
+    sets = {"id_test": fmnist[:n], "validation": fmnist[n:], "ood": mnist}
+
+    @jax.jit
+    def exact(x):
+        spectrum, _ = lid.flow_spectra(model, params, x)
+        return lid.threshold_lid(spectrum.singular_values, log_tau)
+
+    def slq(x, key):
+        q, _ = lid.flow_slq(model, params, x, key, num_probes=probes,
+                            num_steps=steps, batch_size=batch)  # fmt: skip
+        return jax.vmap(lid.threshold_lid_from, in_axes=(0, None))(
+            q, jnp.asarray([log_tau])
+        ).value[:, 0]
+
+    out, seconds = {}, {"exact": 0.0, "slq": 0.0}
+    for name, images in sets.items():
+        log(f"auroc_{name}", f"3/4 AUROC part: {name}, {len(images)} images")
+        x = images
+        rows = {"exact": [], "slq": [], "log_p": []}
+        for i in range(0, len(x), batch):
+            b = x[i : i + batch]
+            tic = time.perf_counter()
+            rows["exact"].append(np.asarray(exact(b)))
+            seconds["exact"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            rows["slq"].append(np.asarray(slq(b, jax.random.key(1000 + i))))
+            seconds["slq"] += time.perf_counter() - tic
+            rows["log_p"].append(np.asarray(flows.log_prob(model, params, b).total))
+        out[name] = {k: np.concatenate(v).astype(np.float64) for k, v in rows.items()}
+    aurocs = {}
+    for method in ("exact", "slq"):
+        lik = {k: out[k]["log_p"] for k in out}
+        lids = {k: out[k][method] for k in out}
+        rank_and = detectors.rank_and_detector()
+        stats = rank_and.fit(lik["validation"], lids["validation"])
+        envelope = detectors.envelope_auroc(lik["id_test"], lids["id_test"],
+                                            lik["ood"], lids["ood"])  # fmt: skip
+        score_in = rank_and.score(stats, lik["id_test"], lids["id_test"])
+        score_out = rank_and.score(stats, lik["ood"], lids["ood"])
+        aurocs[method] = {
+            "lid_only": metrics.auroc(
+                detectors.lid_only(lids["id_test"]), detectors.lid_only(lids["ood"])
+            ),
+            "envelope": float(envelope["reported"]),
+            "rank_and": metrics.auroc(score_in, score_out),
+        }
+    total = sum(len(x) for x in sets.values())
+    return {
+        "images_per_set": n,
+        "validation_images": v,
+        "log_tau": log_tau,
+        "slq": {"num_probes": probes, "num_steps": steps},
+        "seconds_per_image": {k: t / total for k, t in seconds.items()},
+        "mean_lid": {
+            m: {k: float(out[k][m].mean()) for k in out} for m in ("exact", "slq")
+        },
+        "auroc": aurocs,
+        "largest_difference": max(
+            abs(aurocs["exact"][k] - aurocs["slq"][k]) for k in aurocs["exact"]
+        ),
+        "goal": 0.01,
+    }
+
+
 # ------------------------------------------------------------------ part 4
 
 
@@ -415,6 +499,8 @@ def _rerun_part(args, size: dict) -> None:
         result["lpca"] = lpca_vs_skdim(
             args.torch_python, size["lpca_reference"], size["lpca_queries"], threads
         )
+    elif args.only == "auroc":
+        result["auroc"] = auroc_part(size, log)
     else:
         # The CG-based parts of earlier versions measured code that is gone.
         for stale in ("matrix_free", "cg_loop_overhead", "delta_sweep"):
@@ -440,7 +526,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("slq", "lpca"),
+        choices=("slq", "lpca", "auroc"),
         help="re-measure one part and merge it into the existing results",
     )
     args = parser.parse_args(argv)
