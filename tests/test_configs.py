@@ -54,6 +54,12 @@ def test_general_model_is_shared_between_in_distribution_sets():
         fp = flow_pipeline.fingerprint(config, stage)
         found = run_dir.find_source([config.checkpoints], stage, fp)
         assert found is not None and (found / "params").is_dir(), stage
+    # The general model of the general_images runs, with its earlier snapshots.
+    config = glow_fmnist.get_config("general_images")
+    fp = flow_pipeline.fingerprint(config, "general")
+    found = run_dir.find_source([config.checkpoints], "general", fp)
+    assert found is not None and (found / "params").is_dir()
+    assert run_dir.snapshots(found) == list(config.stages.snapshots)
 
 
 def test_config_options():
