@@ -347,6 +347,13 @@ def _aurocs(scores: dict) -> dict:
             for n, v in scores.items() if n != "id_test"}  # fmt: skip
 
 
+def _describe(dataset: str) -> str:
+    """``name: description`` of an offline builder; tfds datasets by name only."""
+    builder = builders.OFFLINE_BUILDERS.get(dataset)
+    description = getattr(builder, "DESCRIPTION", "") or "a tfds dataset"
+    return f"{dataset}: {description}"
+
+
 def score_all(config, workdir: Path, sets, params) -> dict:
     """Every detector whose models are there on every evaluation set: writes
     ``scores.npz`` and ``results.json`` (reused while ``_score_key`` holds)."""
@@ -405,8 +412,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     results = {
         "name": config.name,
         "config": config.to_dict(),
-        "general_data": f"{config.data.general_dataset}: "
-        + builders.OFFLINE_BUILDERS[config.data.general_dataset].DESCRIPTION,
+        "general_data": _describe(config.data.general_dataset),
         "detectors": descriptions,
         "bpd": {
             stage: {
