@@ -102,12 +102,15 @@ class _SplitArrayBuilder(
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(28, 28, 1)),
-                    "label": tfds.features.ClassLabel(num_classes=self.NUM_CLASSES),
+                    "label": self._label_feature(),
                 }
             ),
             supervised_keys=("image", "label"),
             homepage=self.HOMEPAGE,
         )
+
+    def _label_feature(self) -> tfds.features.FeatureConnector:
+        return tfds.features.ClassLabel(num_classes=self.NUM_CLASSES)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # The sources ship inside installed packages.
@@ -183,9 +186,7 @@ class GeneralPhotos(_SplitArrayBuilder, skip_registration=True):
     READ = staticmethod(sources.read_general_photos)
 
 
-class GeneralImages(
-    _SourceFileMixin, tfds.core.GeneratorBasedBuilder, skip_registration=True
-):
+class GeneralImages(_SplitArrayBuilder, skip_registration=True):
     """Random grey 28x28 crops of Debian's clip art and wallpapers, split by image.
 
     The folders of the Debian packages are found under tfds' ``manual_dir`` (or
@@ -193,8 +194,7 @@ class GeneralImages(
     """
 
     name = "general_images"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First offline release."}
+    HOMEPAGE = "https://packages.debian.org/openclipart-png"
     MANUAL_DOWNLOAD_INSTRUCTIONS = "`python -m jaxood.data prepare general_images`"
 
     LICENCES = "; ".join(
@@ -214,18 +214,8 @@ class GeneralImages(
         f"source image. Licences: {LICENCES}. See jaxood.data.general_images."
     )
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            description=self.DESCRIPTION,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(28, 28, 1)),
-                    "label": tfds.features.Scalar(dtype=np.int64),
-                }
-            ),
-            supervised_keys=("image", "label"),
-            homepage="https://packages.debian.org/openclipart-png",
-        )
+    def _label_feature(self) -> tfds.features.FeatureConnector:
+        return tfds.features.Scalar(dtype=np.int64)  # thousands of source images
 
     def _split_generators(self, dl_manager):
         folders = general_images.package_folders(
