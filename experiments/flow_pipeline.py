@@ -348,7 +348,7 @@ def _aurocs(scores: dict) -> dict:
 
 
 def _describe(dataset: str) -> str:
-    """``name: description`` of an offline builder; tfds datasets by name only."""
+    """``name: description`` of an offline builder (tfds datasets: "a tfds dataset")."""
     builder = builders.OFFLINE_BUILDERS.get(dataset)
     description = getattr(builder, "DESCRIPTION", "") or "a tfds dataset"
     return f"{dataset}: {description}"
