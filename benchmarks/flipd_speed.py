@@ -28,11 +28,11 @@ from scipy import stats
 
 from benchmarks import readme
 from benchmarks.lid_speed import _compile, _time, _trained
-from experiments import diffusion_pipeline, run_dir
+from experiments import configured, diffusion_pipeline
 from experiments.configs import diffusion_fmnist
 from jaxood import checkpoint, data, diffusion, lid
 
-SHIPPED = run_dir.ROOT / "experiments" / "checkpoints" / "diffusion_fmnist"
+SHIPPED = configured.ROOT / "experiments" / "checkpoints" / "diffusion_fmnist"
 T0 = 0.05  # inside the range the FLIPD authors use (0.01 to 0.2)
 FULL = dict(images=32, batch_exact=4, batch_hutchinson=16, bundle=3, sweep=64, glow=3)
 QUICK = dict(images=4, batch_exact=2, batch_hutchinson=2, bundle=1, sweep=4, glow=1)

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import report, run_dir
-from jaxood import detectors, diffusion, metrics, train
+from experiments import configured, report
+from jaxood import detectors, diffusion, io, train
 
 STAGE = "score_model"
 
@@ -29,7 +29,7 @@ def build_model(config) -> diffusion.ScoreModel:
 
 def fingerprint(config, setting: str) -> dict:
     """What determines one diffusion model's trained params."""
-    return run_dir.as_json(
+    return io.as_json(
         {
             "setting": setting,
             "seed": config.seed,
@@ -48,7 +48,7 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     tc, seed = config.train, config.seed
     loss = diffusion.denoising_loss(model)
     optimizer = train.with_ema(
-        run_dir.optimizer(
+        io.optimizer(
             tc.learning_rate,
             optimizer="adam",
             warmup_steps=tc.warmup_steps,
@@ -58,31 +58,32 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     )
     images, val_images = sets["id_train"], sets["id_val"][: tc.eval_images]
 
-    def batch_fn(step):
-        return images[train.epoch_batch_indices(len(images), tc.batch_size, step, seed)]
-
     @jax.jit
     def val_loss(params):  # the same t, ε and dequantisation at every evaluation
         return loss(params, val_images, jax.random.key(seed))[0]
 
     def train_fn():
-        return run_dir.fit(
+        return configured.fit(
             run,
             template,
             loss,
             optimizer,
-            batch_fn,
+            train.epoch_batches(images, tc.batch_size, seed),
             config.settings[setting].steps,
             jax.random.key(seed),
             lambda p: {"val_loss": float(val_loss(p))},
-            tc,
+            train_config=tc,
             select="final",
             description=f"{setting}/{STAGE}",
             export=lambda state: train.ema_params(state.opt_state),
         )
 
-    return run_dir.train_or_restore(
-        run, fingerprint(config, setting), template, train_fn, [config.checkpoints]
+    return io.train_or_restore(
+        run,
+        fingerprint(config, setting),
+        template,
+        train_fn,
+        configured.restore_sources(config),
     )
 
 
@@ -92,16 +93,16 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         raise SystemExit("--mode lid: FLIPD is part of --mode score here.")
     params, sets = {}, {}
     for setting in config.settings:
-        sets[setting] = run_dir.load_setting(config, setting)
+        sets[setting] = configured.load_setting(config, setting)
         params[setting] = train_model(config, workdir, setting, sets[setting])
     if mode == "train":
         return
     results = {"name": config.name, "model": config.model.to_dict(), "settings": {}}
     for setting in config.settings:
         scores = score_sets(config, workdir, setting, sets[setting], params[setting])
-        summary = run_dir.stage_summary(workdir / setting / STAGE)
+        summary = io.stage_summary(workdir / setting / STAGE)
         results["settings"][setting] = summarise(config, scores, summary)
-    run_dir.write_json(workdir / "results.json", results)
+    io.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
         key, num = jax.random.key(config.seed + 2), config.report.num_samples
         model = build_model(config)
@@ -124,7 +125,7 @@ def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
     """
     path = workdir / setting / "scores.npz"
     key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
-    if run_dir.is_cached(key_file, wanted, [path]):
+    if io.is_cached(key_file, wanted, [path]):
         return dict(np.load(path))
     sc, model = config.score, build_model(config)
     key = jax.random.key(config.seed + 1)
@@ -177,8 +178,8 @@ def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
     out["id_test/log_p_tight"], out["id_test/ode_steps_tight"] = likelihood(
         reference, key, "bits/dim", t_min=None, tolerance=sc.bpd_tolerance
     )
-    run_dir.save_arrays(path, out)
-    run_dir.mark_cached(key_file, wanted)  # another scoring config is recomputed
+    io.save_arrays(path, out)
+    io.mark_cached(key_file, wanted)  # another scoring config is recomputed
     return out
 
 
@@ -217,33 +218,26 @@ def summarise(config, scores: dict, training: dict) -> dict:
         "mean_flipd": {s: scores[f"{s}/flipd"].mean(0).tolist() for s in sets},
         "pairs": {},
     }
-    and_rule = detectors.rank_and_detector()
     lik_in, lid_in = scores["id_test/log_p"], scores["id_test/flipd"]
+    lik_val, lid_val = scores["id_val/log_p"], scores["id_val/flipd"]
     for ood in oods:
         lik_out, lid_out = scores[f"ood/{ood}/log_p"], scores[f"ood/{ood}/flipd"]
-        pair = {"likelihood": _summary(-lik_in, -lik_out), "per_t0": {}}
+        pair = {"per_t0": {}}
         for j, t0 in enumerate(t0s):
-            stats = and_rule.fit(scores["id_val/log_p"], scores["id_val/flipd"][:, j])
-            envelope = detectors.envelope_auroc(
-                lik_in, lid_in[:, j], lik_out, lid_out[:, j]
-            )
+            r = detectors.dual_threshold_aurocs(
+                lik_in, lid_in[:, j], lik_out, lid_out[:, j], lik_val, lid_val[:, j],
+                envelope_ci_resamples=sc.envelope_resamples if j == knee else 0,
+            )  # fmt: skip
+            pair["likelihood"] = r["likelihood"]
             pair["per_t0"][f"{t0:.4g}"] = {
-                "flipd_only": _summary(-lid_in[:, j], -lid_out[:, j]),
-                "rank_and": _summary(
-                    and_rule.score(stats, lik_in, lid_in[:, j]),
-                    and_rule.score(stats, lik_out, lid_out[:, j]),
-                ),
-                "envelope": envelope["envelope"],
-                "envelope_reported": float(envelope["reported"]),
+                "flipd_only": r["lid_only"],
+                "rank_and": r["rank_and"],
+                "envelope": r["envelope"],
+                "envelope_reported": r["envelope_reported"],
             }
-        at_knee = detectors.envelope_auroc(
-            lik_in,
-            lid_in[:, knee],
-            lik_out,
-            lid_out[:, knee],
-            ci_resamples=sc.envelope_resamples,
-        )
-        pair["envelope_ci"] = [at_knee["reported_ci_low"], at_knee["reported_ci_high"]]
+            if j == knee:
+                pair["envelope_ci"] = [r["envelope_reported_ci_low"],
+                                       r["envelope_reported_ci_high"]]  # fmt: skip
         results["pairs"][ood] = pair
     return results
 
@@ -252,15 +246,3 @@ def _mean_and_interval(values: np.ndarray) -> dict:
     """Mean with a 95 % normal interval, and the count."""
     half = 1.96 * np.std(values) / np.sqrt(len(values))
     return {"mean": float(np.mean(values)), "half_width": float(half), "n": len(values)}
-
-
-def _summary(s_in, s_out) -> dict:
-    """AUROC with its 95 % bootstrap interval (the only metric of the tables)."""
-    low, high = metrics.bootstrap_ci(metrics.auroc, s_in, s_out)
-    return {
-        "auroc": metrics.auroc(s_in, s_out),
-        "auroc_ci_low": low,
-        "auroc_ci_high": high,
-        "n_in": len(s_in),
-        "n_out": len(s_out),
-    }

@@ -22,8 +22,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import flow_pipeline, report, run_dir, vae_pipeline
-from jaxood import data, detectors, metrics
+from experiments import configured, flow_pipeline, report, vae_pipeline
+from jaxood import data, detectors, io, metrics
 
 FIT = "fit"  # the table of ID training statistics; nothing else is fit on
 FLOW = "glow"  # the flow family's feature prefix; the VAEs use their model names
@@ -75,12 +75,14 @@ def load_images(config, setting: str) -> dict[str, np.ndarray]:
     flow, vae, dc = config.flow[setting], config.vae, config.data
     images, labels = data.load(setting, "train", with_labels=True)
     flow_train = flow_pipeline.split_indices(flow, labels)[0]
-    vae_train = run_dir.split_indices(vae, labels)[0]
+    vae_train = configured.split_indices(vae, labels)[0]
     everyone = np.intersect1d(flow_train, vae_train)
     return {
-        FIT: run_dir.subset(images[everyone], dc.num_fit, config.seed),
-        "id_test": run_dir.subset(data.load(setting, "test"), dc.max_eval, config.seed),
-        **run_dir.load_sets(dc.ood[setting], dc.max_eval, config.seed),
+        FIT: configured.subset(images[everyone], dc.num_fit, config.seed),
+        "id_test": configured.subset(
+            data.load(setting, "test"), dc.max_eval, config.seed
+        ),
+        **configured.load_sets(dc.ood[setting], dc.max_eval, config.seed),
     }
 
 
@@ -88,20 +90,20 @@ def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
     """The trained models of one setting (trained where missing),
     ``{"glow": (model, {"id", "general"}), kind: (model, params)}``, and their
     training summaries. An empty configured folder is a sub-folder of ``workdir``."""
-    folder = lambda f, name: run_dir.resolve(f) if f else workdir / name  # noqa: E731
+    folder = lambda f, name: configured.resolve(f) if f else workdir / name  # noqa: E731
     flow, vae = config.flow[setting], config.vae
     flow_dir = folder(config.flow_workdirs[setting], f"flow_{setting}")
     params = flow_pipeline.train_all(flow, flow_dir, flow_pipeline.load_sets(flow))
     models = {FLOW: (flow_pipeline.build_model(flow), params)}
-    summaries = {FLOW: {s: run_dir.stage_summary(flow_dir / s) for s in FLOW_STAGES}}
+    summaries = {FLOW: {s: io.stage_summary(flow_dir / s) for s in FLOW_STAGES}}
     vae_dir, vae_sets = (
         folder(config.vae_workdir, "vae"),
-        run_dir.load_setting(vae, setting),
+        configured.load_setting(vae, setting),
     )
     for kind in vae.models:
         p = vae_pipeline.train_model(vae, vae_dir, setting, kind, vae_sets)
         models[kind] = (vae_pipeline.build_model(vae, kind), p)
-        summaries[kind] = run_dir.stage_summary(vae_dir / setting / kind)
+        summaries[kind] = io.stage_summary(vae_dir / setting / kind)
     return models, summaries
 
 
@@ -160,7 +162,7 @@ def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
     against the data, the statistics' settings and every model's training."""
     models, summaries = restore_models(config, workdir, setting)
     dc = config.dose
-    key = run_dir.as_json(
+    key = io.as_json(
         {
             "seed": config.seed,
             "data": config.data.to_dict(),
@@ -170,13 +172,13 @@ def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
     )
     path = workdir / setting / "statistics.npz"
     key_file = path.with_name("statistics_key.json")
-    if not run_dir.is_cached(key_file, key, [path]):
+    if not io.is_cached(key_file, key, [path]):
         tables = statistics(config, load_images(config, setting), models)
         path.parent.mkdir(parents=True, exist_ok=True)
-        run_dir.save_arrays(
+        io.save_arrays(
             path, {f"{s}|{f}": v for s, t in tables.items() for f, v in t.items()}
         )
-        run_dir.mark_cached(key_file, key)
+        io.mark_cached(key_file, key)
     tables = {}
     for name, values in np.load(path).items():
         table, feature = name.split("|")
@@ -289,6 +291,6 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         tables = cached_statistics(config, workdir, setting)
         images = load_images(config, setting)
         results["settings"][setting] = evaluate(config, tables, images)
-    run_dir.write_json(workdir / "results.json", results)
+    io.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
         print(report.dose_report(config, workdir, results, command))

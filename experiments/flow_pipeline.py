@@ -1,6 +1,6 @@
 """The flow experiments (Schirrmeister et al. 2020 setting, plus the baselines).
 
-Stages, each a sub-directory of the run directory (see ``experiments.run_dir``):
+Stages, each a sub-directory of the run directory (see ``jaxood.io``):
 
 1. ``general``: a Glow trained from scratch on the general image set.
 2. ``id``: fine-tuned from the general model on the in-distribution training set
@@ -22,8 +22,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import flow_baselines, lid_pipeline, report, run_dir
-from jaxood import checkpoint, data, detectors, flows, metrics, train
+from experiments import configured, flow_baselines, lid_pipeline, report
+from jaxood import checkpoint, data, detectors, flows, io, metrics, train
 from jaxood.data import builders, sources
 from jaxood.flows import losses
 
@@ -59,14 +59,16 @@ def load_sets(config) -> dict[str, np.ndarray]:
     sets = {
         "id_train": images[train_idx],
         "id_val": images[val_idx],
-        "id_test": run_dir.subset(data.load(dc.id_dataset, "test"), dc.max_eval, seed),
+        "id_test": configured.subset(
+            data.load(dc.id_dataset, "test"), dc.max_eval, seed
+        ),
         "general_train": data.load(dc.general_dataset, "train"),
-        "general_val": run_dir.subset(
+        "general_val": configured.subset(
             data.load(dc.general_dataset, dc.general_test_split),
             dc.general_val_size,
             seed,
         ),
-        **run_dir.load_sets(dc.ood, dc.max_eval, seed),
+        **configured.load_sets(dc.ood, dc.max_eval, seed),
     }
     size = dc.image_size
     return {
@@ -86,6 +88,8 @@ def fingerprint(config, stage: str) -> dict:
         "model": config.model.to_dict(),
         "train": config.train.to_dict(),
     }
+    if config.id_from_scratch:  # absent otherwise: the shipped stages keep theirs
+        out["id_from_scratch"] = True
     if stage == "general":
         out["general_steps"] = config.stages.general_steps
     elif stage in STAGES:  # snapshots along the way do not change the params
@@ -95,7 +99,7 @@ def fingerprint(config, stage: str) -> dict:
         out["background"] = config.background.to_dict()
     else:  # an ensemble member: the ensemble size does not change its params
         out["ensemble_steps"] = config.ensemble.steps
-    return run_dir.as_json(out)
+    return io.as_json(out)
 
 
 def _stage_index(stage: str) -> int:
@@ -142,7 +146,7 @@ def _stage(
     evaluate = _validation(model, val_images[: tc.eval_images])
 
     def train_fn():
-        optimizer = run_dir.optimizer(
+        optimizer = io.optimizer(
             tc.learning_rate,
             optimizer=tc.optimizer,
             warmup_steps=tc.warmup_steps,
@@ -150,7 +154,7 @@ def _stage(
             weight_decay=tc.weight_decay if weight_decay is None else weight_decay,
         )
         key = jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage))
-        params, summary = run_dir.fit(
+        params, summary = configured.fit(
             workdir / stage,
             init_fn(),
             loss_fn,
@@ -159,7 +163,7 @@ def _stage(
             steps,
             key,
             evaluate,
-            tc,
+            train_config=tc,
             select=select,
             snapshot_steps=config.stages.snapshots
             if stage in ("general", "id")
@@ -168,12 +172,12 @@ def _stage(
         return params, summary | evaluate(params)
 
     template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
-    return run_dir.train_or_restore(
+    return io.train_or_restore(
         workdir / stage,
         fingerprint(config, stage),
         template,
         train_fn,
-        sources=[config.checkpoints],
+        sources=configured.restore_sources(config),
     )
 
 
@@ -183,10 +187,7 @@ def train_all(config, workdir: Path, sets) -> dict:
     sc, seed = config.stages, config.seed
 
     def batches(images, batch_seed):
-        bs = config.train.batch_size
-        return lambda step: images[
-            train.epoch_batch_indices(len(images), bs, step, batch_seed)
-        ]
+        return train.epoch_batches(images, config.train.batch_size, batch_seed)
 
     def stage(name, init_fn, loss_fn, batch_fn, steps, **options):
         args = (model, sets, init_fn, loss_fn, batch_fn, steps)
@@ -195,6 +196,10 @@ def train_all(config, workdir: Path, sets) -> dict:
     general_images, id_images = sets["general_train"], sets["id_train"]
     key, first = jax.random.key(seed), general_images[: config.train.init_images]
     nll, params = losses.nll_loss(model), {}
+    if config.id_from_scratch:
+        x = data.dequantize(key, id_images[: config.train.init_images])
+        init = lambda: flows.init(model, key, x)  # noqa: E731
+        return {"id": stage("id", init, nll, batches(id_images, seed + 1), sc.id_steps)}
     params["general"] = general = stage(
         "general",
         lambda: flows.init(model, key, data.dequantize(key, first)),
@@ -221,8 +226,10 @@ def train_all(config, workdir: Path, sets) -> dict:
     for name in ["background"] + [f"ensemble_{k}" for k in range(ec.size)]:
         if not (
             config.train_baseline_models
-            or run_dir.is_available(
-                workdir / name, fingerprint(config, name), [config.checkpoints]
+            or io.is_available(
+                workdir / name,
+                fingerprint(config, name),
+                configured.restore_sources(config),
             )
         ):
             continue
@@ -252,14 +259,14 @@ def train_all(config, workdir: Path, sets) -> dict:
 
 def _score_key(config, workdir: Path, stages) -> dict:
     """What the scores depend on: data, model, scoring and each stage's summary."""
-    return run_dir.as_json(
+    return io.as_json(
         {
             "seed": config.seed,
             "data": config.data.to_dict(),
             "model": config.model.to_dict(),
             "scoring": config.scoring.to_dict(),
-            "stages": {s: run_dir.stage_summary(workdir / s) for s in stages},
-            "snapshots": {s: run_dir.snapshots(workdir / s) for s in stages},
+            "stages": {s: io.stage_summary(workdir / s) for s in stages},
+            "snapshots": {s: io.snapshots(workdir / s) for s in stages},
         }
     )
 
@@ -268,7 +275,9 @@ def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
     """DoSE over the ID and general Glows' statistics (the flow family), fit on
     ``config.scoring.dose_fit_images`` ID training images: ``{set: (N,)}``."""
     sc = config.scoring
-    fit_images = run_dir.subset(sets["id_train"], sc.dose_fit_images, config.seed + 1)
+    fit_images = configured.subset(
+        sets["id_train"], sc.dose_fit_images, config.seed + 1
+    )
     tables = [
         detectors.flow_statistics(
             model,
@@ -319,9 +328,9 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
         evaluate = _validation(model, validation[: config.train.eval_images])
         other_lp = {n: final[other][n]["total"] for n in eval_sets}
         rows = {}
-        for step in [*run_dir.snapshots(workdir / stage), "final"]:
+        for step in [*io.snapshots(workdir / stage), "final"]:
             if step == "final":
-                summary = run_dir.stage_summary(workdir / stage)
+                summary = io.stage_summary(workdir / stage)
                 lp = {n: final[stage][n]["total"] for n in eval_sets}
                 step, val_bpd = summary["steps"], summary["val_bpd"]
             else:
@@ -359,7 +368,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     ``scores.npz`` and ``results.json`` (reused while ``_score_key`` holds)."""
     key_file, results_file = workdir / "score_key.json", workdir / "results.json"
     score_key = _score_key(config, workdir, params)
-    if run_dir.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
+    if io.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
         print(f"Scores of {workdir} are up to date: reusing them.")
         return json.loads(results_file.read_text())
     model = build_model(config)
@@ -374,7 +383,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         }
         for stage, p in params.items()
     }
-    fit_images = run_dir.subset(
+    fit_images = configured.subset(
         sets["id_train"], config.scoring.typicality_train_images, config.seed
     )
     entropy = float(
@@ -407,7 +416,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         arrays[f"{name}/per_scale_id"] = log_probs["id"][name]["per_scale"]
         for stage in params:
             arrays[f"{name}/log_p_{stage}"] = log_probs[stage][name]["total"]
-    run_dir.save_arrays(workdir / "scores.npz", arrays)
+    io.save_arrays(workdir / "scores.npz", arrays)
     descriptions = {**DETECTORS, **descriptions}
     results = {
         "name": config.name,
@@ -421,7 +430,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             }
             for stage, per_set in log_probs.items()
         },
-        "training": {s: run_dir.stage_summary(workdir / s) for s in params},
+        "training": {s: io.stage_summary(workdir / s) for s in params},
         "typicality_entropy_nats": entropy,
         "metrics": {
             detector: {
@@ -440,12 +449,12 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             config, log_probs["id"], entropy, nll_val
         ),
     }
-    if any(run_dir.snapshots(workdir / s) for s in ("general", "id")):
+    if any(io.snapshots(workdir / s) for s in ("general", "id")):
         results["training_length"] = training_length(
             config, workdir, model, sets, {s: log_probs[s] for s in ("general", "id")}
         )
-    run_dir.write_json(results_file, results)
-    run_dir.mark_cached(key_file, score_key)
+    io.write_json(results_file, results)
+    io.mark_cached(key_file, score_key)
     return results
 
 
@@ -457,16 +466,23 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         stage = workdir / "id"
         if not (stage / "final_params").is_dir():
             raise SystemExit(f"{stage} is not trained: run --mode train first.")
-        run_dir.check_fingerprint(stage, fingerprint(config, "id"))
+        io.check_fingerprint(stage, fingerprint(config, "id"))
         model = build_model(config)
         params = checkpoint.load_params(
             stage / "final_params", model.random_params(jax.random.key(0))
         )
-        lid_pipeline.run(model, params, sets, workdir / "lid", config.lid)
+        lid_pipeline.run(
+            model, params, sets, workdir / "lid", config.lid, config.data.id_dataset
+        )
         return
     params = train_all(config, workdir, sets)
     if mode == "train":
         return
+    if config.id_from_scratch:
+        raise SystemExit(
+            f"{config.name} trains one ID model, for --mode lid; the detectors of "
+            "--mode score need the general model (a config without 'spline')."
+        )
     results = score_all(config, workdir, sets, params)
     if mode in ("report", "all"):
         print(report.flow_report(config, workdir, results, params, command))

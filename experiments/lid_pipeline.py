@@ -8,7 +8,8 @@ evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
 (``jaxood.lid.flow_spectra``) and log p(x), saved batch by batch under
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
 counts only computes the new images. τ is calibrated by bisection so that the mean
-LID of the calibration images equals a JAX lPCA estimate on the training data.
+LID of the calibration images equals a JAX lPCA estimate on the training data; the
+dual threshold is also reported at the fixed ``config.lid.fixed_log_taus``.
 Writes ``lid/results.json`` and ``lid/lid.png``.
 """
 
@@ -21,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import report, run_dir
-from jaxood import batching, data, detectors, flows, lid, metrics, parallel
+from experiments import report
+from jaxood import batching, data, detectors, flows, io, lid, parallel
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -87,7 +88,9 @@ def _lidl_of(model, params, x) -> np.ndarray:
     return curves.astype(np.float64)
 
 
-def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
+def run(
+    model, params, sets: dict[str, np.ndarray], out: Path, lc, setting: str
+) -> dict:
     """Spectra, calibration and dual-threshold AUROCs of a trained flow on the
     first ``lc.num_*`` images of each set; writes ``out/results.json``, ``lid.png``.
     """
@@ -124,14 +127,10 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
         )
     )
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
-    lids = {
-        k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
-        for k, v in spectra.items()
-    }
-    and_rule = detectors.rank_and_detector()
-    stats = and_rule.fit(spectra["validation"]["log_p"], lids["validation"])
+    lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
     sweep = jnp.asarray(SWEEP)
     results = {
+        "setting": setting,
         "lpca_target": target,
         "log_tau": log_tau,
         "calibrated_mean_lid": calibrated,
@@ -143,22 +142,14 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
             k: np.mean(np.asarray(lid.threshold_lid(v["s"], sweep)), axis=0).tolist()
             for k, v in spectra.items()
         },
-        "pairs": {},
+        "pairs": pairs,
+        "fixed_tau": {},  # the same at the authors' fixed thresholds
     }
-    lik_in, lid_in = spectra["id_test"]["log_p"], lids["id_test"]
-    for name in ood_sets:
-        lik_out, lid_out = spectra[name]["log_p"], lids[name]
-        envelope = detectors.envelope_auroc(lik_in, lid_in, lik_out, lid_out)
-        rank_in = and_rule.score(stats, lik_in, lid_in)
-        rank_out = and_rule.score(stats, lik_out, lid_out)
-        results["pairs"][name.removeprefix("ood/")] = {
-            "likelihood": envelope["likelihood"],
-            "envelope": envelope["envelope"],
-            "envelope_reported": float(envelope["reported"]),
-            "rank_and": metrics.auroc(rank_in, rank_out),
-            "lid_only": metrics.auroc(
-                detectors.lid_only(lid_in), detectors.lid_only(lid_out)
-            ),
+    for fixed in map(float, lc.fixed_log_taus):
+        at_fixed, fixed_pairs = _dual_threshold(spectra, fixed, ood_sets, lc)
+        results["fixed_tau"][f"{fixed:g}"] = {
+            "mean_lid": {k: float(v.mean()) for k, v in at_fixed.items()},
+            "pairs": fixed_pairs,
         }
     results["lidl"] = {
         "deltas": DELTAS.tolist(),
@@ -179,9 +170,27 @@ def run(model, params, sets: dict[str, np.ndarray], out: Path, lc) -> dict:
             for name in ("id_test", *ood_sets)
         },
     }
-    run_dir.write_json(out / "results.json", results)
+    io.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
+
+
+def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
+    """Threshold LID of every set at ``log_tau``, and every dual-threshold report of
+    each OOD set against the ID test images (rank-AND fit on validation images)."""
+    lids = {
+        k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
+        for k, v in spectra.items()
+    }
+    val, test = (spectra["validation"]["log_p"], lids["validation"]), "id_test"
+    pairs = {
+        name.removeprefix("ood/"): detectors.dual_threshold_aurocs(
+            spectra[test]["log_p"], lids[test], spectra[name]["log_p"], lids[name],
+            *val, envelope_ci_resamples=lc.envelope_resamples,
+        )
+        for name in ood_sets
+    }  # fmt: skip
+    return lids, pairs
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:

@@ -27,6 +27,8 @@ SOURCES = {
     "glow_mnist_5k": ("glow_mnist_5k/results.json", "glow_fmnist.py:mnist_5k"),
     "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py",
                         " --mode lid"),
+    "glow_mnist_5k_lid": ("glow_mnist_5k/lid/results.json", "glow_fmnist.py:mnist_5k",
+                          " --mode lid"),
     "glow_fmnist_general_images": ("glow_fmnist_general_images/results.json",
                                    "glow_fmnist.py:general_images"),
     "glow_mnist_5k_general_images": ("glow_mnist_5k_general_images/results.json",
@@ -161,29 +163,50 @@ def _training_length(sweep: dict, sets) -> list[str]:
     return parts
 
 
+SETTING = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}
+
+
 def lid_block(r: dict, command: str, file: str) -> str:
-    """Dual-threshold AUROCs, calibration and mean LID per set."""
+    """Dual-threshold AUROCs at the calibrated and the fixed τ, mean LID per set."""
     c, lidl = r["counts"], r["lidl"]
     at = min(range(len(lidl["deltas"])), key=lambda i: abs(lidl["deltas"][i] + 2.0))
     keys = ("likelihood", "envelope_reported", "rank_and", "lid_only")
-    pairs = [[f"FMNIST→{p}"] + [f"{v[k]:.3f}" for k in keys]
-             for p, v in r["pairs"].items()]  # fmt: skip
+    setting = SETTING[r.get("setting", "fashion_mnist")]
+    taus = {f"{r['log_tau']:.2f} (calibrated)": r["pairs"]} | {
+        t: v["pairs"] for t, v in r.get("fixed_tau", {}).items()
+    }
+    pairs = [[f"{setting}→{p}", t] + [_lid_cell(v, k) for k in keys]
+             for t, per in taus.items() for p, v in per.items()]  # fmt: skip
     curves = lidl["mean_curves"]
-    means = [[k.removeprefix("ood/"), c[k], f"{v:.0f}",
-              f"{curves[k][at]:.0f}" if k in curves else ""]
+    means = [[k.removeprefix("ood/"), c[k], f"{v:.0f}"]
+             + [f"{f['mean_lid'][k]:.0f}" for f in r.get("fixed_tau", {}).values()]
+             + [f"{curves[k][at]:.0f}" if k in curves else ""]
              for k, v in r["mean_lid"].items()]  # fmt: skip
+    fixed = [f"mean LID at log τ = {t}" for t in r.get("fixed_tau", {})]
     return "\n\n".join([
         _source(command, file),
         f"log τ = {r['log_tau']:.2f}: the mean LID of {c['calibration']} training "
         f"images ({r['calibrated_mean_lid']:.1f}) meets the lPCA target "
         f"{r['lpca_target']:.1f}; rank-AND CDFs from {c['validation']} validation "
-        f"images; LIDL from {lidl['count']} images per set.",
-        md_table("pair | likelihood | dual: envelope | dual: rank-AND | LID only",
-                 pairs),
+        f"images; LIDL from {lidl['count']} images per set. AUROC, OOD positive, "
+        "95 % bootstrap interval where the results hold one:",
+        md_table("pair | log τ | likelihood | dual: envelope | dual: rank-AND | "
+                 "LID only", pairs),
         REFERENCES["lid"],
-        md_table(f"set | images | mean LID | mean LIDL at δ = {lidl['deltas'][at]:.2f}",
-                 means),
+        md_table(["set", "images", "mean LID (calibrated τ)", *fixed,
+                  f"mean LIDL at δ = {lidl['deltas'][at]:.2f}"], means),
     ])  # fmt: skip
+
+
+def _lid_cell(pair: dict, key: str) -> str:
+    """An AUROC of a LID pair, with its interval where the results have one
+    (results written before intervals hold bare floats)."""
+    value = pair[key]
+    if f"{key}_ci_low" in pair:
+        value = {"auroc": value} | {
+            f"auroc_ci_{end}": pair[f"{key}_ci_{end}"] for end in ("low", "high")
+        }
+    return interval(value) if isinstance(value, dict) else f"{value:.3f}"
 
 
 def vae_block(r: dict, command: str, file: str) -> str:
@@ -396,7 +419,8 @@ def general_sets_block(r: dict) -> str:
     )  # fmt: skip
 
 
-RENDER = {"glow_fmnist_lid": lid_block, "vae_ood": vae_block,
+RENDER = {"glow_fmnist_lid": lid_block, "glow_mnist_5k_lid": lid_block,
+          "vae_ood": vae_block,
           "dose_fmnist": dose_block, "diffusion_fmnist": diffusion_block,
           "diffusion_mnist_5k": diffusion_block}  # fmt: skip
 

@@ -19,8 +19,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import report, run_dir
-from jaxood import batching, data, detectors, metrics, train, vae
+from experiments import configured, report
+from jaxood import batching, data, detectors, io, metrics, train, vae
 
 DETECTORS = {
     "iwae": "−log p(x), IWAE with N samples",
@@ -42,7 +42,7 @@ def build_model(config, kind: str) -> vae.VAE:
 
 def fingerprint(config, setting: str, kind: str) -> dict:
     """What determines one VAE's trained params."""
-    return run_dir.as_json(
+    return io.as_json(
         {
             "setting": setting,
             "model": kind,
@@ -66,30 +66,31 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     train_images = sets["id_train"]
     val_images = data.to_unit_interval(sets["id_val"])[: tc.eval_images]
 
+    batches = train.epoch_batches(train_images, tc.batch_size, seed)
+
     def batch_fn(step):
-        index = train.epoch_batch_indices(len(train_images), tc.batch_size, step, seed)
-        return data.to_unit_interval(train_images[index])
+        return data.to_unit_interval(batches(step))
 
     @jax.jit
     def val_loss(params):
         return loss(params, val_images, jax.random.key(seed))[0]
 
     def train_fn():
-        params, summary = run_dir.fit(
+        params, summary = configured.fit(
             run,
             template,
             loss,
-            run_dir.optimizer(tc.learning_rate, optimizer="adam"),
+            io.optimizer(tc.learning_rate, optimizer="adam"),
             batch_fn,
             config.settings[setting].steps,
             jax.random.key(seed),
             lambda p: {"val_loss": float(val_loss(p))},
-            tc,
+            train_config=tc,
             description=f"{setting}/{kind}",
         )
         return params, summary | {"val_negative_elbo": float(val_loss(params))}
 
-    return run_dir.train_or_restore(
+    return io.train_or_restore(
         run, fingerprint(config, setting, kind), template, train_fn
     )
 
@@ -140,7 +141,7 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     """Every detector's scores on every set; cached in ``scores.npz``."""
     path = workdir / setting / kind / "scores.npz"
     key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
-    if run_dir.is_cached(key_file, wanted, [path]):
+    if io.is_cached(key_file, wanted, [path]):
         return dict(np.load(path))
     model = build_model(config, kind)
     sc = config.score
@@ -173,8 +174,8 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
                 desc=f"×{s}",
             )
             scores[f"scaled/{s}/hole"] = hole
-    run_dir.save_arrays(path, scores)
-    run_dir.mark_cached(key_file, wanted)  # another scoring config is recomputed
+    io.save_arrays(path, scores)
+    io.mark_cached(key_file, wanted)  # another scoring config is recomputed
     return scores
 
 
@@ -245,14 +246,12 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         )
     params, sets, summaries = {}, {}, {}
     for setting in config.settings:
-        sets[setting] = run_dir.load_setting(config, setting)
+        sets[setting] = configured.load_setting(config, setting)
         for kind in config.models:
             params[setting, kind] = train_model(
                 config, workdir, setting, kind, sets[setting]
             )
-            summaries[f"{setting}/{kind}"] = run_dir.stage_summary(
-                workdir / setting / kind
-            )
+            summaries[f"{setting}/{kind}"] = io.stage_summary(workdir / setting / kind)
     if mode == "train":
         return
     all_scores = {
@@ -260,6 +259,6 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         for (setting, kind), p in params.items()
     }
     results = summarise(config, all_scores, summaries)
-    run_dir.write_json(workdir / "results.json", results)
+    io.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
         print(report.vae_report(config, workdir, results, all_scores, params, command))

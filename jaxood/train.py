@@ -232,6 +232,14 @@ def epoch_batch_indices(num_examples: int, batch_size: int, step: int, seed: int
     return order[offset * batch_size : (offset + 1) * batch_size]
 
 
+def epoch_batches(examples, batch_size: int, seed: int) -> Callable[[int], Any]:
+    """``step -> batch`` of ``examples`` (an array indexed on its first axis) by
+    :func:`epoch_batch_indices`: the ``batch_fn`` of :func:`fit`."""
+    return lambda step: examples[
+        epoch_batch_indices(len(examples), batch_size, step, seed)
+    ]
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` with non-finite floats as None (JSON has no NaN or Infinity)."""
     if isinstance(value, dict):

@@ -33,6 +33,7 @@ PUBLIC = (
     "detectors",
     "diffusion",
     "flows",
+    "io",
     "lid",
     "metrics",
     "train",

@@ -2,8 +2,9 @@
 
 import pytest
 
-from experiments import diffusion_pipeline, flow_pipeline, main, run_dir, ship
+from experiments import configured, diffusion_pipeline, flow_pipeline, main, ship
 from experiments.configs import diffusion_fmnist, glow_fmnist, vae_ood
+from jaxood import io
 
 CONFIGS = "experiments/configs/"
 
@@ -52,14 +53,14 @@ def test_general_model_is_shared_between_in_distribution_sets():
     config = glow_fmnist.get_config()
     for stage in ship.SHIPPED_STAGES:
         fp = flow_pipeline.fingerprint(config, stage)
-        found = run_dir.find_source([config.checkpoints], stage, fp)
+        found = io.find_source(configured.restore_sources(config), stage, fp)
         assert found is not None and (found / "params").is_dir(), stage
     # The general model of the general_images runs, with its earlier snapshots.
     config = glow_fmnist.get_config("general_images")
     fp = flow_pipeline.fingerprint(config, "general")
-    found = run_dir.find_source([config.checkpoints], "general", fp)
+    found = io.find_source(configured.restore_sources(config), "general", fp)
     assert found is not None and (found / "params").is_dir()
-    assert run_dir.snapshots(found) == list(config.stages.snapshots)
+    assert io.snapshots(found) == list(config.stages.snapshots)
 
 
 def test_config_options():
@@ -70,6 +71,17 @@ def test_config_options():
         glow_fmnist.get_config("big")
 
 
+def test_the_spline_flow_is_one_id_model_of_its_own():
+    spline, glow = glow_fmnist.get_config("spline"), glow_fmnist.get_config()
+    assert spline.name == "glow_fmnist_spline" and spline.model.coupling == "spline"
+    fp = flow_pipeline.fingerprint(spline, "id")
+    assert fp["id_from_scratch"] and fp != flow_pipeline.fingerprint(glow, "id")
+    assert "id_from_scratch" not in flow_pipeline.fingerprint(glow, "id")
+    assert glow_fmnist.get_config("spline,mnist_5k").checkpoints.endswith(
+        "glow_mnist_5k_spline"
+    )
+
+
 @pytest.mark.parametrize("option", ["", "mnist_5k"])
 def test_the_shipped_diffusion_models_match_their_configs(option):
     config = diffusion_fmnist.get_config(option)
@@ -77,5 +89,7 @@ def test_the_shipped_diffusion_models_match_their_configs(option):
     assert setting == (option or "fashion_mnist")
     assert config.checkpoints.endswith(f"diffusion_{option or 'fmnist'}")
     fp = diffusion_pipeline.fingerprint(config, setting)
-    found = run_dir.find_source([config.checkpoints], diffusion_pipeline.STAGE, fp)
+    found = io.find_source(
+        configured.restore_sources(config), diffusion_pipeline.STAGE, fp
+    )
     assert found is not None and (found / "params").is_dir()

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import main, run_dir, tables
+from experiments import configured, main, tables
 from experiments.configs import diffusion_fmnist
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_four_devices_give_the_one_device_run(runs, tmp_path):
     one-device scores up to float summation order."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(run_dir.ROOT),
+        "PYTHONPATH": str(configured.ROOT),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
         + " --xla_force_host_platform_device_count=4",
     }
@@ -88,7 +88,7 @@ def test_four_devices_give_the_one_device_run(runs, tmp_path):
         [sys.executable, "-m", "experiments.main", "--config",
          "experiments/configs/diffusion_fmnist.py:smoke",
          "--workdir", str(tmp_path / "four"), "--mode", "score"],
-        cwd=run_dir.ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=configured.ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mesh {'data': 4} over 4 device(s)" in done.stdout

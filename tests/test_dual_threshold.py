@@ -57,6 +57,40 @@ def test_rank_and_score_and_lid_only(paradox):
     assert metrics.auroc(detectors.lid_only(lid_in), detectors.lid_only(lid_out)) > 0.95
 
 
+def test_every_report_of_one_pair(paradox):
+    lik_in, lid_in, lik_out, lid_out = paradox
+    rng = np.random.default_rng(2)
+    val = rng.normal(0.0, 1.0, 500), rng.normal(250, 15, 500).round()
+    r = detectors.dual_threshold_aurocs(
+        lik_in,
+        lid_in,
+        lik_out,
+        lid_out,
+        *val,
+        ci_resamples=50,
+        envelope_ci_resamples=20,
+    )
+    envelope = detectors.envelope_auroc(lik_in, lid_in, lik_out, lid_out)
+    assert r["envelope"] == envelope["envelope"]
+    assert r["envelope_reported"] == envelope["reported"]
+    assert r["likelihood"]["auroc"] == metrics.auroc(-lik_in, -lik_out) < 0.4
+    rule = detectors.rank_and_detector()
+    stats = rule.fit(*val)
+    assert r["rank_and"]["auroc"] == metrics.auroc(
+        rule.score(stats, lik_in, lid_in), rule.score(stats, lik_out, lid_out)
+    )
+    assert r["lid_only"]["auroc"] > 0.95 and r["lid_only"]["n_out"] == 300
+    for k in ("likelihood", "lid_only", "rank_and"):
+        assert r[k]["auroc_ci_low"] <= r[k]["auroc"] <= r[k]["auroc_ci_high"]
+    low, high = r["envelope_reported_ci_low"], r["envelope_reported_ci_high"]
+    assert low <= r["envelope_reported"] <= high
+    bare = detectors.dual_threshold_aurocs(
+        lik_in, lid_in, lik_out, lid_out, *val, ci_resamples=0
+    )
+    assert "auroc_ci_low" not in bare["rank_and"]
+    assert "envelope_reported_ci_low" not in bare
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="pair up"):
         detectors.envelope_auroc(np.zeros(3), np.zeros(2), np.zeros(2), np.zeros(2))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from experiments import (
+    configured,
     dose_pipeline,
     flow_pipeline,
     main,
-    run_dir,
     ship,
     tables,
     vae_pipeline,
@@ -191,8 +191,12 @@ def test_lid_results(runs):
         assert min(curve) >= 0.0
     assert set(results["pairs"]) == {"mnist_5k", "uniform_noise"}  # every OOD set
     for r in results["pairs"].values():
-        assert 0.0 <= r["rank_and"] <= 1.0
-        assert r["envelope_reported"] >= r["likelihood"] - 1e-12
+        rank_and, likelihood = r["rank_and"], r["likelihood"]
+        assert (
+            rank_and["auroc_ci_low"] <= rank_and["auroc"] <= rank_and["auroc_ci_high"]
+        )
+        assert r["envelope_reported"] >= likelihood["auroc"] - 1e-12
+        assert r["envelope_reported_ci_low"] <= r["envelope_reported_ci_high"]
     assert (runs / "glow_fmnist" / "lid" / "lid.png").stat().st_size > 0
 
 
@@ -249,7 +253,7 @@ def test_the_dose_fit_set_holds_no_image_of_any_validation_or_test_set(data_dir)
     images = dose_pipeline.load_images(config, "fashion_mnist")
     train, labels = data.load("fashion_mnist", "train", with_labels=True)
     flow_val = flow_pipeline.split_indices(config.flow.fashion_mnist, labels)[1]
-    vae_val = run_dir.split_indices(config.vae, labels)[1]
+    vae_val = configured.split_indices(config.vae, labels)[1]
     held_out = np.concatenate(
         [train[flow_val], train[vae_val], data.load("fashion_mnist", "test")]
     )

@@ -37,6 +37,15 @@ for name, mesh in (("explicit", explicit), ("auto", auto)):
     out[f"log_prob_{name}_spec"] = str(lp.sharding.spec)
 out["describe"] = parallel.describe(explicit)
 
+# Spline knots are built from the network output and must keep its sharding.
+spline = flows.Glow(flows.GlowConfig(image_shape=(8, 8, 1), num_scales=2,
+                                     steps_per_scale=1, hidden=8, coupling="spline"))
+sp = jax.tree.map(lambda a: a + 0.1, spline.random_params(jax.random.key(2)))
+xs = jax.device_put(x, NamedSharding(explicit, P("data")))
+with jax.set_mesh(explicit):  # as the experiments run: fresh arrays get mesh types
+    lp = flows.log_prob(spline, parallel.replicate(explicit, sp), xs).total
+out["spline_explicit"] = rel(lp, flows.log_prob(spline, sp, x).total)
+
 # shard_map over the pure function, on a sharded batch.
 xs = parallel.shard_batch(explicit, x)
 per_device = jax.shard_map(lambda v: flows.log_prob(model, params, v).total,
@@ -221,6 +230,10 @@ def test_outputs_keep_the_batch_sharding_on_explicit_meshes(results):
     assert results["log_prob_explicit_spec"] == "P('data',)"
     assert results["spectra_explicit_spec"].startswith("P('data',")
     assert "4 device(s)" in results["describe"]
+
+
+def test_spline_couplings_on_an_explicit_mesh(results):
+    assert results["spline_explicit"] < 1e-5
 
 
 def test_shard_map_of_log_prob(results):

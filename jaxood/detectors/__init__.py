@@ -2,7 +2,12 @@
 
 from jaxood.detectors.density_of_states import DensityState, density_of_states
 from jaxood.detectors.detector import Detector
-from jaxood.detectors.dual_threshold import envelope_auroc, lid_only, rank_and_detector
+from jaxood.detectors.dual_threshold import (
+    dual_threshold_aurocs,
+    envelope_auroc,
+    lid_only,
+    rank_and_detector,
+)
 from jaxood.detectors.hole_indicator import hole_indicator
 from jaxood.detectors.input_complexity import (
     compression_bits_per_dim,
@@ -29,6 +34,7 @@ __all__ = [
     "bootstrap_threshold",
     "compression_bits_per_dim",
     "density_of_states",
+    "dual_threshold_aurocs",
     "envelope_auroc",
     "final_scale",
     "flow_statistics",

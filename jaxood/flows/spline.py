@@ -36,7 +36,9 @@ def _knots(raw: Array, bound: float, minimum: float) -> tuple[Array, Array]:
     num_bins = raw.shape[-1]
     sizes = minimum + (1.0 - minimum * num_bins) * jax.nn.softmax(raw, axis=-1)
     knots = jnp.cumsum(sizes, axis=-1)
-    zero = jnp.zeros((*knots.shape[:-1], 1), knots.dtype)
+    # zeros_like keeps the batch sharding (a fresh jnp.zeros would be replicated,
+    # and concatenating it with a batch-sharded array fails under explicit axes).
+    zero = jnp.zeros_like(knots[..., :1])
     knots = 2.0 * bound * jnp.concatenate([zero, knots], axis=-1) - bound
     # Pin the ends exactly so that the tails join continuously.
     knots = knots.at[..., 0].set(-bound).at[..., -1].set(bound)
@@ -70,7 +72,7 @@ def rational_quadratic_spline(
     widths, x_knots = _knots(raw_w, bound, MIN_BIN_WIDTH)
     heights, y_knots = _knots(raw_h, bound, MIN_BIN_HEIGHT)
     interior = MIN_DERIVATIVE + jax.nn.softplus(raw_d + _DERIVATIVE_OFFSET)
-    one = jnp.ones((*interior.shape[:-1], 1), interior.dtype)
+    one = jnp.ones_like(interior[..., :1])
     derivs = jnp.concatenate([one, interior, one], axis=-1)
 
     inside = (x >= -bound) & (x <= bound)

@@ -1,0 +1,91 @@
+"""What the experiment configs name, resolved: folders relative to the repository,
+the training cadence of ``config.train``, and the image sets of a setting.
+
+The run directories themselves (fingerprints, restore-or-train, score caches,
+atomic writes) are :mod:`jaxood.io`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxood import data, io
+from jaxood.data import sources
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve(folder: str) -> Path | None:
+    """A configured folder, relative to the repository (not the working directory);
+    None for an empty entry (no folder configured)."""
+    if not folder:
+        return None
+    path = Path(folder)
+    return path if path.is_absolute() else ROOT / path
+
+
+def restore_sources(config) -> list[Path]:
+    """The folders a config restores trained stages from (``config.checkpoints``:
+    the shipped checkpoints, or another run directory; none when empty)."""
+    return [resolve(config.checkpoints)] if config.checkpoints else []
+
+
+def fit(stage: Path, *args, train_config, **options) -> tuple[object, dict]:
+    """:func:`jaxood.io.fit_stage` at the logging, evaluation and checkpoint
+    periods of ``train_config`` (a config's ``train`` block)."""
+    tc = train_config
+    return io.fit_stage(
+        stage,
+        *args,
+        eval_every=tc.eval_every,
+        log_every=tc.log_every,
+        checkpoint_every=tc.checkpoint_every,
+        **options,
+    )
+
+
+def subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """A fixed random subset of at most ``limit`` images, in their original order."""
+    if len(images) <= limit:
+        return images
+    index = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+    return images[index]
+
+
+def load_sets(entries: Sequence[str], limit: int, seed: int, prefix: str = "ood/"):
+    """``{"ood/<name>": images}`` of ``"name:split"`` entries, fixed subsets."""
+    out = {}
+    for entry in entries:
+        name, split = entry.split(":")
+        out[prefix + name] = subset(data.load(name, split), limit, seed)
+    return out
+
+
+def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into the ID training split (stratified,
+    ``config.val_size`` a fraction; the VAE and diffusion configs)."""
+    return sources.stratified_split(labels, config.val_size, config.seed)
+
+
+def load_setting(config, setting: str) -> dict[str, np.ndarray]:
+    """uint8 sets of one in-distribution setting of a VAE or diffusion config
+    (``config.settings[setting]``): id_train, id_val, id_test and ``ood/<name>``
+    at the ID images' size (OOD images of another size are centre-cropped and
+    resized)."""
+    s, seed, limit = config.settings[setting], config.seed, config.score.max_eval
+    images, labels = data.load(setting, s.train_split, with_labels=True)
+    train_idx, val_idx = split_indices(config, labels)
+    size = images.shape[1]
+    ood = {
+        name: x if x.shape[1:3] == (size, size) else data.resize(x, size)
+        for name, x in load_sets(s.ood, limit, seed).items()
+    }
+    return {
+        "id_train": images[train_idx],
+        "id_val": subset(images[val_idx], limit, seed),
+        "id_test": subset(data.load(setting, s.test_split), limit, seed),
+        **ood,
+    }

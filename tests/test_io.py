@@ -1,0 +1,142 @@
+"""jaxood.io: a stage is trained once, restored by fingerprint, never reused for
+another configuration; caches follow their key; nothing is half-written."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxood import checkpoint, io, train
+
+X = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+Y = X @ np.array([1.0, -2.0, 0.5], np.float32)
+TEMPLATE = {"w": np.zeros(3, np.float32)}
+FINGERPRINT = {"steps": 20, "lr": 0.1}
+
+
+def loss_fn(params, batch, key):
+    x, y = batch
+    return jnp.mean((x @ params["w"] - y) ** 2), {}
+
+
+def fit(stage, select="best"):
+    batches = train.epoch_batches(np.arange(len(X)), 16, seed=1)
+    return io.fit_stage(
+        stage,
+        TEMPLATE,
+        loss_fn,
+        io.optimizer(0.1, optimizer="adam"),
+        lambda step: (X[batches(step)], Y[batches(step)]),
+        20,
+        jax.random.key(0),
+        lambda p: {"val_loss": float(loss_fn(p, (X, Y), None)[0])},
+        eval_every=5,
+        log_every=5,
+        checkpoint_every=10,
+        select=select,
+    )
+
+
+class Trainer:
+    """``train_fn`` that counts its calls."""
+
+    def __init__(self, stage):
+        self.stage, self.calls = stage, 0
+
+    def __call__(self):
+        self.calls += 1
+        return fit(self.stage)
+
+
+def test_a_finished_stage_is_restored_not_trained_again(tmp_path):
+    stage = tmp_path / "id"
+    trainer = Trainer(stage)
+    first = io.train_or_restore(stage, FINGERPRINT, TEMPLATE, trainer)
+    again = io.train_or_restore(stage, FINGERPRINT, TEMPLATE, trainer)
+    assert trainer.calls == 1
+    np.testing.assert_array_equal(first["w"], again["w"])
+    assert float(loss_fn(first, (X, Y), None)[0]) < float(np.mean(Y**2)) / 10
+    summary = io.stage_summary(stage)
+    assert summary["steps"] == 20 and summary["selected"] == "best"
+    assert summary["selected_step"] in (5, 10, 15, 20) and summary["train_seconds"] > 0
+    assert json.loads((stage / "config.json").read_text()) == FINGERPRINT
+
+
+def test_another_fingerprint_is_refused(tmp_path):
+    stage = tmp_path / "id"
+    io.train_or_restore(stage, FINGERPRINT, TEMPLATE, Trainer(stage))
+    with pytest.raises(RuntimeError, match="another configuration"):
+        io.train_or_restore(stage, {**FINGERPRINT, "lr": 0.2}, TEMPLATE, Trainer(stage))
+    assert not io.is_available(stage, {**FINGERPRINT, "lr": 0.2})
+    assert io.is_available(stage, FINGERPRINT)
+
+
+def test_a_matching_source_is_restored_then_trained_for_real(tmp_path, capsys):
+    shipped = tmp_path / "shipped" / "id"  # the layout of a shipped checkpoint
+    checkpoint.save_params(shipped / "params", {"w": np.ones(3, np.float32)})
+    io.write_json(shipped / "config.json", FINGERPRINT)
+    io.write_json(shipped / "summary.json", {"steps": 20})
+    other = tmp_path / "other" / "id"
+    io.write_json(other / "config.json", {**FINGERPRINT, "lr": 0.2})
+    sources = ["", other.parent, shipped.parent]
+
+    stage = tmp_path / "run" / "id"
+    trainer = Trainer(stage)
+    assert io.is_available(stage, FINGERPRINT, sources)
+    restored = io.train_or_restore(stage, FINGERPRINT, TEMPLATE, trainer, sources)
+    assert (
+        trainer.calls == 0 and "holds another configuration" in capsys.readouterr().out
+    )
+    np.testing.assert_array_equal(restored["w"], np.ones(3))
+    assert io.stage_summary(stage)["restored_from"].endswith("shipped/id")
+
+    trained = io.train_or_restore(stage, FINGERPRINT, TEMPLATE, trainer, sources=[])
+    assert trainer.calls == 1 and not (stage / io.RESTORED_MARKER).exists()
+    assert "restored_from" not in io.stage_summary(stage)
+    assert not np.array_equal(trained["w"], np.ones(3))
+
+
+def test_best_selection_beats_the_last_state_and_final_keeps_it(tmp_path):
+    best, summary_best = fit(tmp_path / "best")
+    last, summary_last = fit(tmp_path / "last", select="final")
+    assert summary_last["selected_step"] == 20
+    val = {k: float(loss_fn(p, (X, Y), None)[0]) for k, p in [("b", best), ("l", last)]}
+    assert val["b"] <= val["l"] + 1e-7  # the same run: best of its evaluations
+    assert summary_best["selected_step"] in (5, 10, 15, 20)
+    state = checkpoint.RunCheckpoints(tmp_path / "last" / "checkpoints")
+    try:
+        template = train.init_state(TEMPLATE, io.optimizer(0.1, optimizer="adam"))
+        latest = train.TrainState(*state.restore_latest(template))
+    finally:
+        state.close()
+    np.testing.assert_allclose(last["w"], latest.params["w"])
+
+
+def test_snapshots_are_listed_by_step(tmp_path):
+    assert io.snapshots(tmp_path) == []
+    for step in ("300", "20", "notes"):
+        (tmp_path / "snapshots" / step).mkdir(parents=True)
+    assert io.snapshots(tmp_path) == [20, 300]
+
+
+def test_cache_follows_its_key_and_outputs(tmp_path):
+    key_file, out = tmp_path / "key.json", tmp_path / "scores.npz"
+    key = {"seed": 0, "sets": ("a", "b")}  # a tuple reads back as a list
+    assert not io.is_cached(key_file, key, [out])
+    io.save_arrays(out, {"a": np.arange(3)})
+    assert not io.is_cached(key_file, key, [out])  # written, not yet marked
+    io.mark_cached(key_file, key)
+    assert io.is_cached(key_file, key, [out])
+    assert not io.is_cached(key_file, {**key, "seed": 1}, [out])
+    out.unlink()
+    assert not io.is_cached(key_file, key, [out])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json"]  # no .tmp left
+
+
+def test_epoch_batches_cover_each_epoch_once():
+    batches = train.epoch_batches(np.arange(10), 3, seed=4)
+    epoch = np.concatenate([batches(step) for step in range(3)])
+    assert len(set(epoch.tolist())) == 9  # the last partial batch dropped
+    assert not np.array_equal(batches(0), batches(3))  # a new order each epoch
