@@ -181,8 +181,9 @@ def _stage(
     )
 
 
-def train_all(config, workdir: Path, sets) -> dict:
-    """Every stage in order (finished ones restored); returns their params."""
+def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:
+    """Every stage in order (finished ones restored), or up to the ID model with
+    ``id_only``; returns their params."""
     model = build_model(config)
     sc, seed = config.stages, config.seed
 
@@ -210,6 +211,8 @@ def train_all(config, workdir: Path, sets) -> dict:
     params["id"] = stage(
         "id", lambda: general, nll, batches(id_images, seed + 1), sc.id_steps
     )
+    if id_only:
+        return params
     inliers, outliers = batches(id_images, seed + 2), batches(general_images, seed + 3)
     outlier_loss = losses.outlier_loss(
         model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
@@ -462,18 +465,10 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
     """``train`` | ``score`` | ``lid`` | ``report`` | ``all`` (= train, score,
     report; LID is separate: it takes about an hour on 2 cores)."""
     sets = load_sets(config)
-    if mode == "lid":
-        stage = workdir / "id"
-        if not (stage / "final_params").is_dir():
-            raise SystemExit(f"{stage} is not trained: run --mode train first.")
-        io.check_fingerprint(stage, fingerprint(config, "id"))
-        model = build_model(config)
-        params = checkpoint.load_params(
-            stage / "final_params", model.random_params(jax.random.key(0))
-        )
-        lid_pipeline.run(
-            model, params, sets, workdir / "lid", config.lid, config.data.id_dataset
-        )
+    if mode == "lid":  # the ID model (trained or restored first) alone
+        params = train_all(config, workdir, sets, id_only=True)["id"]
+        lid_pipeline.run(build_model(config), params, sets, workdir / "lid",
+                         config.lid, config.data.id_dataset)  # fmt: skip
         return
     params = train_all(config, workdir, sets)
     if mode == "train":

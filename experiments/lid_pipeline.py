@@ -1,10 +1,10 @@
-"""LID + likelihood dual threshold on the trained Glow (Kamkari et al. 2024).
+"""LID + likelihood dual threshold on a trained flow (Kamkari et al. 2024).
 
     python -m experiments.main --config experiments/configs/glow_fmnist.py \
         --workdir runs/glow_fmnist --mode lid
 
-Uses the ``id`` stage of a finished flow run; the counts are ``config.lid``. Per
-evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
+Uses the ID model of a flow config (restored or trained first); the counts are
+``config.lid``. Per evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
 (``jaxood.lid.flow_spectra``) and log p(x), saved batch by batch under
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
 counts only computes the new images. τ is calibrated by bisection so that the mean

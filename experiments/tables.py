@@ -29,6 +29,10 @@ SOURCES = {
                         " --mode lid"),
     "glow_mnist_5k_lid": ("glow_mnist_5k/lid/results.json", "glow_fmnist.py:mnist_5k",
                           " --mode lid"),
+    "glow_fmnist_spline_lid": ("glow_fmnist_spline/lid/results.json",
+                               "glow_fmnist.py:spline", " --mode lid"),
+    "glow_mnist_5k_spline_lid": ("glow_mnist_5k_spline/lid/results.json",
+                                 "glow_fmnist.py:mnist_5k,spline", " --mode lid"),
     "glow_fmnist_general_images": ("glow_fmnist_general_images/results.json",
                                    "glow_fmnist.py:general_images"),
     "glow_mnist_5k_general_images": ("glow_mnist_5k_general_images/results.json",
@@ -419,10 +423,13 @@ def general_sets_block(r: dict) -> str:
     )  # fmt: skip
 
 
-RENDER = {"glow_fmnist_lid": lid_block, "glow_mnist_5k_lid": lid_block,
-          "vae_ood": vae_block,
-          "dose_fmnist": dose_block, "diffusion_fmnist": diffusion_block,
-          "diffusion_mnist_5k": diffusion_block}  # fmt: skip
+def render(name: str):
+    """The block function of a results file, by its name."""
+    for prefix, block in (("vae", vae_block), ("dose", dose_block),
+                          ("diffusion", diffusion_block)):  # fmt: skip
+        if name.startswith(prefix):
+            return block
+    return lid_block if name.endswith("_lid") else flow_block
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
@@ -432,7 +439,7 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
          for n in SOURCES if (results_dir / f"{n}.json").is_file()}  # fmt: skip
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:
-        block = RENDER.get(n, flow_block)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
+        block = render(n)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
         out["experiments/README.md"][n] = block
     compared = {n: r[n] for runs in GENERAL_SETS.values() for n in runs if n in r}
     if {"glow_fmnist", "glow_fmnist_general_images"} <= set(compared):

@@ -59,3 +59,15 @@ def test_general_sets_side_by_side(tmp_path):
     assert len(rows) == 5
     assert rows[0].split(" | ")[3] == "FMNIST→mnist_5k"
     assert rows[0].split(" | ")[4:] == rows[3].split(" | ")[4:]  # the same results
+
+
+def test_make_reproduce_runs_every_published_command():
+    makefile = (tables.ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nreproduce:")[1].split("\n\n")[0]
+    main = "python -m experiments.main --config experiments/configs/"
+    commands = {
+        line.strip().replace("$(MAIN)/", main).replace(" $(SHIPPED)", "")
+        for line in recipe.splitlines()[1:]
+    }
+    for name, (_, command) in tables.SOURCES.items():
+        assert command in commands, name

@@ -201,6 +201,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "general_images" in options:
         c.data.general_dataset = "general_images"
         c.checkpoints = "experiments/checkpoints/glow_fmnist_general_images"
+        c.train_baseline_models = False  # their detectors do not use the general set
         if "smoke" not in options:
             c.stages.general_steps = 12_000
             c.stages.id_steps = 15_000
