@@ -13,8 +13,9 @@ an unfinished one, refuses a directory made with another fingerprint, and restor
 stage from other folders (shipped checkpoints ``<stage>/params``, other runs'
 ``<stage>/final_params``) whose ``config.json`` holds the same fingerprint. Outputs
 computed from trained models are cached next to the key they were computed for
-(:func:`is_cached`, :func:`mark_cached`). Every file goes through a temporary file
-and a rename.
+(:func:`is_cached`, :func:`mark_cached`). :func:`write_json` and :func:`save_arrays`
+write through a temporary file and a rename; params through
+:func:`jaxood.checkpoint.save_params`, which checks them on every restore.
 
 Example::
 

@@ -44,9 +44,14 @@ def runs(tmp_path_factory, data_dir):
         mnist,
         f"--config.checkpoints={glow}",
     )
-    run_main(
-        "--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir", glow, "--mode", "lid"
-    )
+    for config, workdir in (
+        ("smoke", glow),
+        ("mnist_5k,smoke", mnist),
+        ("smoke,spline", str(runs / "glow_fmnist_spline")),  # trains its ID model
+        ("mnist_5k,smoke,spline", str(runs / "glow_mnist_5k_spline")),
+    ):
+        config = f"{CONFIGS}glow_fmnist.py:{config}"
+        run_main("--config", config, "--workdir", workdir, "--mode", "lid")
     vae = str(runs / "vae_ood")
     run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
     run_main(  # DoSE over the models above: restored, not trained again
@@ -273,6 +278,8 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     glow = rendered["experiments/README.md"]["glow_fmnist"]
     assert "| likelihood |" in glow and "glow_fmnist.py --workdir" in glow
     assert "FMNIST→mnist_5k" in rendered["experiments/README.md"]["glow_fmnist_lid"]
+    spline = rendered["experiments/README.md"]["glow_mnist_5k_spline_lid"]
+    assert "MNIST-5k→fashion_mnist | -3 |" in spline and "mnist_5k,spline --" in spline
     assert (
         "| fashion_mnist→mnist_5k | vanilla |"
         in rendered["experiments/README.md"]["vae_ood"]
