@@ -44,14 +44,14 @@ def runs(tmp_path_factory, data_dir):
         mnist,
         f"--config.checkpoints={glow}",
     )
-    for config, workdir in (
+    for config, workdir, *extra in (
         ("smoke", glow),
-        ("mnist_5k,smoke", mnist),
+        ("mnist_5k,smoke", mnist, f"--config.checkpoints={glow}"),
         ("smoke,spline", str(runs / "glow_fmnist_spline")),  # trains its ID model
         ("mnist_5k,smoke,spline", str(runs / "glow_mnist_5k_spline")),
     ):
         config = f"{CONFIGS}glow_fmnist.py:{config}"
-        run_main("--config", config, "--workdir", workdir, "--mode", "lid")
+        run_main("--config", config, "--workdir", workdir, "--mode", "lid", *extra)
     vae = str(runs / "vae_ood")
     run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
     run_main(  # DoSE over the models above: restored, not trained again
