@@ -66,6 +66,8 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k --mode lid
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images
+	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images --mode lid
+	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images --mode lid
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood

@@ -37,6 +37,11 @@ SOURCES = {
                                    "glow_fmnist.py:general_images"),
     "glow_mnist_5k_general_images": ("glow_mnist_5k_general_images/results.json",
                                      "glow_fmnist.py:mnist_5k,general_images"),
+    "glow_fmnist_general_images_lid": ("glow_fmnist_general_images/lid/results.json",
+                                       "glow_fmnist.py:general_images", " --mode lid"),
+    "glow_mnist_5k_general_images_lid": (
+        "glow_mnist_5k_general_images/lid/results.json",
+        "glow_fmnist.py:mnist_5k,general_images", " --mode lid"),
     "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
     "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
     "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
