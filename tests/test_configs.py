@@ -57,10 +57,11 @@ def test_general_model_is_shared_between_in_distribution_sets():
         assert found is not None and (found / "params").is_dir(), stage
     # The general model of the general_images runs, with its earlier snapshots.
     config = glow_fmnist.get_config("general_images")
-    fp = flow_pipeline.fingerprint(config, "general")
-    found = io.find_source(configured.restore_sources(config), "general", fp)
-    assert found is not None and (found / "params").is_dir()
-    assert io.snapshots(found) == list(config.stages.snapshots)
+    for stage in ("general", "id"):
+        fp = flow_pipeline.fingerprint(config, stage)
+        found = io.find_source(configured.restore_sources(config), stage, fp)
+        assert found is not None and (found / "params").is_dir()
+        assert io.snapshots(found) == list(config.stages.snapshots)
 
 
 def test_config_options():
