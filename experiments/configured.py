@@ -18,11 +18,8 @@ from jaxood.data import sources
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def resolve(folder: str) -> Path | None:
-    """A configured folder, relative to the repository (not the working directory);
-    None for an empty entry (no folder configured)."""
-    if not folder:
-        return None
+def resolve(folder: str) -> Path:
+    """A configured folder, relative to the repository (not the working directory)."""
     path = Path(folder)
     return path if path.is_absolute() else ROOT / path
 

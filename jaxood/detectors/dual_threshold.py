@@ -204,7 +204,10 @@ def dual_threshold_aurocs(
         lik_in, lid_in, lik_out, lid_out, ci_resamples=envelope_ci_resamples, seed=seed
     )
     scores = {
-        "likelihood": (-_as_1d(lik_in, "ID likelihoods"), -_as_1d(lik_out, "OOD")),
+        "likelihood": (
+            -_as_1d(lik_in, "ID likelihoods"),
+            -_as_1d(lik_out, "OOD likelihoods"),
+        ),
         "lid_only": (lid_only(lid_in), lid_only(lid_out)),
         "rank_and": (
             rule.score(stats, lik_in, lid_in),
