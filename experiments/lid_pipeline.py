@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import report
-from jaxood import batching, data, detectors, flows, io, lid, parallel
+from jaxood import batching, data, detectors, flows, io, lid, parallel, plots
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -194,8 +193,7 @@ def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
-    plt = report.plt
-    fig, (left, right, third) = plt.subplots(1, 3, figsize=(15, 4))
+    fig, ((left, right, third),) = plots.panels(3, 5, 4)
     for name in ("id_test", *ood_sets):
         left.scatter(
             spectra[name]["log_p"],
@@ -215,4 +213,4 @@ def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
         third.plot(lidl["deltas"], curve, label=name.removeprefix("ood/"))
     third.set(xlabel="δ = log σ", ylabel=f"mean LIDL ({lidl['count']} images per set)")
     third.legend(fontsize=7)
-    report.save_figure(fig, out / "lid.png")
+    plots.save(fig, out / "lid.png")

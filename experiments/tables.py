@@ -21,37 +21,35 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_REL = "experiments/results/"
 RESULTS = ROOT / RESULTS_REL
 MAIN = "python -m experiments.main --config experiments/configs/"
-# results name -> (file under the runs directory, config[:options], extra flags).
-SOURCES = {
-    "glow_fmnist": ("glow_fmnist/results.json", "glow_fmnist.py"),
-    "glow_mnist_5k": ("glow_mnist_5k/results.json", "glow_fmnist.py:mnist_5k"),
-    "glow_fmnist_lid": ("glow_fmnist/lid/results.json", "glow_fmnist.py",
-                        " --mode lid"),
-    "glow_mnist_5k_lid": ("glow_mnist_5k/lid/results.json", "glow_fmnist.py:mnist_5k",
-                          " --mode lid"),
-    "glow_fmnist_spline_lid": ("glow_fmnist_spline/lid/results.json",
-                               "glow_fmnist.py:spline", " --mode lid"),
-    "glow_mnist_5k_spline_lid": ("glow_mnist_5k_spline/lid/results.json",
-                                 "glow_fmnist.py:mnist_5k,spline", " --mode lid"),
-    "glow_fmnist_general_images": ("glow_fmnist_general_images/results.json",
-                                   "glow_fmnist.py:general_images"),
-    "glow_mnist_5k_general_images": ("glow_mnist_5k_general_images/results.json",
-                                     "glow_fmnist.py:mnist_5k,general_images"),
-    "glow_fmnist_general_images_lid": ("glow_fmnist_general_images/lid/results.json",
-                                       "glow_fmnist.py:general_images", " --mode lid"),
-    "glow_mnist_5k_general_images_lid": (
-        "glow_mnist_5k_general_images/lid/results.json",
-        "glow_fmnist.py:mnist_5k,general_images", " --mode lid"),
-    "vae_ood": ("vae_ood/results.json", "vae_ood.py"),
-    "dose_fmnist": ("dose_fmnist/results.json", "dose_fmnist.py"),
-    "diffusion_fmnist": ("diffusion_fmnist/results.json", "diffusion_fmnist.py"),
-    "diffusion_mnist_5k": ("diffusion_mnist_5k/results.json",
-                           "diffusion_fmnist.py:mnist_5k"),
+# results name -> its command's config[:options] and flags. The run directory is
+# runs/<name without "_lid">; the LID results sit in its lid/ folder.
+COMMANDS = {
+    "glow_fmnist": "glow_fmnist.py",
+    "glow_mnist_5k": "glow_fmnist.py:mnist_5k",
+    "glow_fmnist_lid": "glow_fmnist.py --mode lid",
+    "glow_mnist_5k_lid": "glow_fmnist.py:mnist_5k --mode lid",
+    "glow_fmnist_spline_lid": "glow_fmnist.py:spline --mode lid",
+    "glow_mnist_5k_spline_lid": "glow_fmnist.py:mnist_5k,spline --mode lid",
+    "glow_fmnist_general_images": "glow_fmnist.py:general_images",
+    "glow_mnist_5k_general_images": "glow_fmnist.py:mnist_5k,general_images",
+    "glow_fmnist_general_images_lid": "glow_fmnist.py:general_images --mode lid",
+    "glow_mnist_5k_general_images_lid":
+        "glow_fmnist.py:mnist_5k,general_images --mode lid",
+    "vae_ood": "vae_ood.py",
+    "dose_fmnist": "dose_fmnist.py",
+    "diffusion_fmnist": "diffusion_fmnist.py",
+    "diffusion_mnist_5k": "diffusion_fmnist.py:mnist_5k",
 }  # fmt: skip
-SOURCES = {  # the run directory is the first part of the file's path
-    name: (file, f"{MAIN}{config} --workdir runs/{file.split('/')[0]}{''.join(flags)}")
-    for name, (file, config, *flags) in SOURCES.items()
-}
+
+
+def _source_of(name: str, args: str) -> tuple[str, str]:
+    """``(results file under the runs directory, command)`` of a results name."""
+    run, (config, _, flags) = name.removesuffix("_lid"), args.partition(" ")
+    file = f"{run}/lid/results.json" if name.endswith("_lid") else f"{run}/results.json"
+    return file, f"{MAIN}{config} --workdir runs/{run}" + f" {flags}" * bool(flags)
+
+
+SOURCES = {name: _source_of(name, args) for name, args in COMMANDS.items()}
 SETS = ("mnist_5k", "fashion_mnist", "animal_mnist", "uniform_noise", "constant",
         "fashion_mnist_vflip", "fashion_mnist_inverted")  # fmt: skip
 REFERENCES = json.loads((ROOT / "experiments" / "references.json").read_text())

@@ -21,6 +21,7 @@ __all__ = [
     "lid",
     "metrics",
     "parallel",
+    "plots",
     "train",
     "vae",
 ]
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real modules
         metrics,
         nets,
         parallel,
+        plots,
         train,
         vae,
     )

@@ -36,6 +36,7 @@ PUBLIC = (
     "io",
     "lid",
     "metrics",
+    "plots",
     "train",
     "vae",
 )

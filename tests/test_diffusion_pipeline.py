@@ -5,12 +5,12 @@ tests/test_experiments.py instead of after it.
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import forced_devices_env
 
 from experiments import configured, main, tables
 from experiments.configs import diffusion_fmnist
@@ -78,12 +78,7 @@ def test_four_devices_give_the_one_device_run(runs, tmp_path):
     """The same smoke run on 4 forced host devices (batches split, params
     replicated, every ODE and FLIPD batch sharded): the printed mesh line, and the
     one-device scores up to float summation order."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(configured.ROOT),
-        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
-        + " --xla_force_host_platform_device_count=4",
-    }
+    env = forced_devices_env(4, PYTHONPATH=str(configured.ROOT))
     done = subprocess.run(
         [sys.executable, "-m", "experiments.main", "--config",
          "experiments/configs/diffusion_fmnist.py:smoke",

@@ -3,12 +3,12 @@ fixed when the backend starts): sharded results equal single-device ones, output
 stay sharded, meshes from ``jax.make_mesh`` (explicit axes) and ``Mesh(...)``."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import forced_devices_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,13 +200,7 @@ def _model():
 
 @pytest.fixture(scope="module")
 def results(checkpoints):
-    env = {
-        **os.environ,
-        "CKPT": str(checkpoints),
-        "PYTHONPATH": str(ROOT),
-        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
-        + " --xla_force_host_platform_device_count=4",
-    }
+    env = forced_devices_env(4, CKPT=str(checkpoints), PYTHONPATH=str(ROOT))
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         cwd=ROOT,
