@@ -1,9 +1,8 @@
 """Shared pytest setup: strict rank promotion, float32, a PRNG key fixture."""
 
-import atexit
 import os
-import shutil
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The suite is dominated by XLA compilation of small programs, not by running
@@ -15,22 +14,21 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
+# Many tests compile the same programs (the smoke Glow's train step and scoring in
+# the pipeline tests and in their subprocesses, the shipped Glow in the API tests
+# and the Quickstart): one compilation cache on disk for the two make-test workers
+# and every subprocess. Keys hold the program, the XLA flags and the jax version,
+# so a stale entry is never used. Set before jax is imported (it reads JAX_*).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(Path(tempfile.gettempdir()) / f"jaxood-tests-xla-cache-{os.getuid()}"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# A compilation cache on disk for this process alone: every train.fit and pipeline
-# run jits new function objects for programs compiled before, and the cache turns
-# those recompilations into loads. It is not shared with other processes (neither
-# the other make-test worker nor the tests' subprocesses, which do not inherit it):
-# on a fresh 2-core machine (2026-12-02) a worker segfaulted twice, at the same
-# test, inside XLA while deserialising a smoke-Glow train step that another process
-# had written to the then shared cache; written and read by one process, it loads.
-_CACHE = tempfile.mkdtemp(prefix="jaxood-tests-xla-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 @pytest.fixture

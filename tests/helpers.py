@@ -17,8 +17,18 @@ def perturb(params, key, scale: float):
 
 
 def forced_devices_env(count: int, **extra: str) -> dict[str, str]:
-    """The environment of a subprocess that sees ``count`` host CPU devices (the
-    device count is fixed when the backend starts), plus ``extra`` variables."""
-    flags = f"{os.environ.get('XLA_FLAGS', '')} "
-    flags += f"--xla_force_host_platform_device_count={count}"
-    return {**os.environ, **extra, "XLA_FLAGS": flags.strip()}
+    """The environment of a subprocess that sees ``count`` host CPU devices.
+
+    It gets its own XLA compilation cache (a sibling of the suite's): jax leaves the
+    forced device count out of its cache key, so one-device and ``count``-device
+    processes would otherwise load each other's executables.
+    """
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    env = {**os.environ, **extra}
+    env["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} "
+        f"--xla_force_host_platform_device_count={count}"
+    ).strip()
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = f"{cache}-{count}-devices"
+    return env

@@ -28,6 +28,11 @@ CONFIGS = "experiments/configs/"
 
 def run_main(*args: str) -> None:
     main.main(["experiments.main", *args])
+    # Drop the run's compiled programs: this module runs about fifteen pipelines in
+    # one process, and on a fresh 2-core machine (2026-12-02) the next executable
+    # loaded after them aborted inside XLA, three runs of three (their code pages
+    # stay mapped while the jit caches hold them).
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="module")
