@@ -56,6 +56,12 @@ def data_dir():
 LONGEST_FIRST = ("test_experiments", "test_parallel", "test_diffusion_pipeline")
 
 
+def pytest_configure(config):
+    # xdist registers its marker itself; without the plugin (-p no:xdist) the
+    # strict-markers setting would refuse it.
+    config.addinivalue_line("markers", "xdist_group(name): run on one worker")
+
+
 def _uses_module_fixture(item) -> bool:
     info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures
     defs = info.name2fixturedefs.values() if info is not None else ()

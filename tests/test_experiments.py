@@ -294,8 +294,9 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
 def test_spline_lid_runs_train_their_id_model_and_render(tmp_path):
     """The spline commands of make reproduce: each trains its one ID model from
     scratch, then the LID step; their blocks render."""
-    for config in ("smoke,spline", "mnist_5k,smoke,spline"):
-        name = glow_fmnist.get_config(config).name
+    runs = {"smoke,spline": "glow_fmnist_spline",
+            "mnist_5k,smoke,spline": "glow_mnist_5k_spline"}  # fmt: skip
+    for config, name in runs.items():
         workdir = tmp_path / "runs" / name
         run_main("--config", f"{CONFIGS}glow_fmnist.py:{config}",
                  "--workdir", str(workdir), "--mode", "lid")  # fmt: skip
