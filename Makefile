@@ -30,22 +30,22 @@ RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmn
 run: data
 	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False
 
-# Two pytest workers (pytest-xdist), TEST_WORKERS=0 runs it in one process. The
-# suite is mostly single-threaded XLA compilation, so two workers on two cores beat
-# one (755-797 s against 1,147 s). Tests that share a module-scoped fixture run on
-# one worker; the rest are dealt out one by one (--dist loadgroup, tests/conftest.py):
-# with whole files per worker (--dist loadfile) one worker spent 9 minutes on the
-# pipeline module while the other ran everything else, and make test took 947 s
-# from a fresh clone (2026-12-02; pytest 872 s of it).
+# Two pytest workers (pytest-xdist), one test file each at a time; TEST_WORKERS=0
+# runs it in one process. The suite is mostly single-threaded XLA compilation, so two
+# workers on two cores beat one (755-797 s against 1,147 s). From a fresh clone on
+# 2026-12-02: 947 s (pytest 872 s, of which the pipeline module took 9 minutes on
+# one worker). Dealing tests out singly (--dist loadgroup, module-fixture tests kept
+# together) was slower: unfinished after 1,180 s (about 95 % of the tests), likely
+# because tests of one file then compile the same programs on both workers.
 # Workers and their subprocesses share an XLA compilation cache in $TMPDIR.
 TEST_WORKERS ?= 2
 test: data
-	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10 VAE
 # and diffusion configs on mocked data and a whole diffusion run on 4 forced devices.
 test-extended: data
-	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .

@@ -46,38 +46,3 @@ def data_dir():
     prepare(data_dir=path)
     return path
 
-
-# make test runs on two workers with ``--dist loadgroup``: a test that uses a
-# module-scoped fixture joins its module's group, which one worker runs whole (the
-# fixture is built once); every other test is scheduled on its own, so the two
-# workers stay busy to the end. The longest groups are collected first, to start
-# first (with whole files per worker, one worker spent 9 of 14.5 minutes on the
-# pipeline module while the other ran all the rest).
-LONGEST_FIRST = ("test_experiments", "test_parallel", "test_diffusion_pipeline")
-
-
-def pytest_configure(config):
-    # xdist registers its marker itself; without the plugin (-p no:xdist) the
-    # strict-markers setting would refuse it.
-    config.addinivalue_line("markers", "xdist_group(name): run on one worker")
-
-
-def _uses_module_fixture(item) -> bool:
-    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures
-    defs = info.name2fixturedefs.values() if info is not None else ()
-    return any(d[-1].scope == "module" for d in defs)
-
-
-def pytest_collection_modifyitems(config, items):
-    del config
-    for item in items:
-        if _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-    def rank(item) -> int:
-        name = item.module.__name__
-        return (
-            LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-        )
-
-    items.sort(key=rank)  # stable: the order within a module is kept
