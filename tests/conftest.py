@@ -45,4 +45,3 @@ def data_dir():
     path = default_data_dir()
     prepare(data_dir=path)
     return path
-
