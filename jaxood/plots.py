@@ -9,6 +9,7 @@ ROC curves count OOD as the positive class.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from jaxood import metrics
 
 
+@functools.cache  # choose the backend once, not at every figure
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
