@@ -42,8 +42,9 @@ TEST_WORKERS ?= 2
 test: data
 	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
-# Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10 VAE
-# and diffusion configs on mocked data and a whole diffusion run on 4 forced devices.
+# Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10
+# Glow, VAE and diffusion configs on mocked data, a whole diffusion run on 4 forced
+# devices and the spline LID commands.
 test-extended: data
 	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

@@ -124,9 +124,12 @@ def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
     mean FLIPD-vs-t0 curve of the ID *validation* images (no OOD image decides it).
     """
     path = workdir / setting / "scores.npz"
-    key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
-    if io.is_cached(key_file, wanted, [path]):
-        return dict(np.load(path))
+    key_file = path.with_name("score_config.json")  # another config: recomputed
+    compute = lambda: _scores(config, sets, params)  # noqa: E731
+    return io.cached_arrays(path, key_file, config.score.to_dict(), compute)
+
+
+def _scores(config, sets, params) -> dict:
     sc, model = config.score, build_model(config)
     key = jax.random.key(config.seed + 1)
     sets = {k: v for k, v in sets.items() if k != "id_train"}
@@ -178,8 +181,6 @@ def score_sets(config, workdir: Path, setting: str, sets, params) -> dict:
     out["id_test/log_p_tight"], out["id_test/ode_steps_tight"] = likelihood(
         reference, key, "bits/dim", t_min=None, tolerance=sc.bpd_tolerance
     )
-    io.save_arrays(path, out)
-    io.mark_cached(key_file, wanted)  # another scoring config is recomputed
     return out
 
 

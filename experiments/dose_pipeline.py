@@ -171,16 +171,14 @@ def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
         }
     )
     path = workdir / setting / "statistics.npz"
-    key_file = path.with_name("statistics_key.json")
-    if not io.is_cached(key_file, key, [path]):
+
+    def compute():
         tables = statistics(config, load_images(config, setting), models)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        io.save_arrays(
-            path, {f"{s}|{f}": v for s, t in tables.items() for f, v in t.items()}
-        )
-        io.mark_cached(key_file, key)
+        return {f"{s}|{f}": v for s, t in tables.items() for f, v in t.items()}
+
     tables = {}
-    for name, values in np.load(path).items():
+    cached = io.cached_arrays(path, path.with_name("statistics_key.json"), key, compute)
+    for name, values in cached.items():
         table, feature = name.split("|")
         tables.setdefault(table, {})[feature] = values
     return tables

@@ -193,24 +193,17 @@ def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
-    fig, ((left, right, third),) = plots.panels(3, 5, 4)
-    for name in ("id_test", *ood_sets):
-        left.scatter(
-            spectra[name]["log_p"],
-            lids[name],
-            s=8,
-            alpha=0.6,
-            label=name.removeprefix("ood/"),
-        )
-        right.plot(SWEEP, results["lid_curves"][name], label=name.removeprefix("ood/"))
-    left.set(xlabel="log p(x) [nats]", ylabel=f"LID (log τ = {results['log_tau']:.2f})")
-    right.axvline(results["log_tau"], color="grey", linestyle=":")
-    right.set(xlabel="log τ", ylabel="mean threshold LID")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    lidl = results["lidl"]
-    for name, curve in lidl["mean_curves"].items():
-        third.plot(lidl["deltas"], curve, label=name.removeprefix("ood/"))
-    third.set(xlabel="δ = log σ", ylabel=f"mean LIDL ({lidl['count']} images per set)")
-    third.legend(fontsize=7)
-    plots.save(fig, out / "lid.png")
+    names, lidl = ("id_test", *ood_sets), results["lidl"]
+    label = {n: n.removeprefix("ood/") for n in names}
+    plots.line_panels([
+        {"series": {label[n]: (spectra[n]["log_p"], lids[n]) for n in names},
+         "scatter": True, "xlabel": "log p(x) [nats]",
+         "ylabel": f"LID (log τ = {results['log_tau']:.2f})"},
+        {"series": {label[n]: (SWEEP, results["lid_curves"][n]) for n in names},
+         "vline": results["log_tau"], "xlabel": "log τ",
+         "ylabel": "mean threshold LID"},
+        {"series": {label[n]: (lidl["deltas"], c)
+                    for n, c in lidl["mean_curves"].items()},
+         "xlabel": "δ = log σ",
+         "ylabel": f"mean LIDL ({lidl['count']} images per set)"},
+    ], out / "lid.png", width=5, height=4)  # fmt: skip

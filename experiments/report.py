@@ -29,37 +29,28 @@ def auroc_only(per_detector: dict, sets) -> list[list]:
 
 def plot_group_sizes(results: dict, detectors, path: Path) -> None:
     """AUROC against group size (1 = point-wise) per detector and OOD set."""
-    groups = results["groups"]
-    sizes = [1] + [int(m) for m in groups]
-    fig, axes = plots.panels(len(detectors), 4, 3.2)
-    for ax, d in zip(axes[0], detectors, strict=True):
-        for ood, point in results["metrics"][d].items():
-            per = [g["auroc"][d][ood] for g in groups.values()]
-            ax.errorbar(
-                sizes,
-                [point["auroc"]] + [g["mean"] for g in per],
-                yerr=[0.0] + [g["std"] for g in per],
-                marker="o",
-                label=ood,
-            )
-        ax.set(title=d, xlabel="group size M", ylabel="AUROC", ylim=(-0.02, 1.02))
-        ax.set_xticks(sizes)
-    axes[0, 0].legend(fontsize=7)
-    plots.save(fig, path)
+    groups, sizes = results["groups"], [1] + [int(m) for m in results["groups"]]
+
+    def curve(d, ood):  # the point-wise AUROC, then mean ± std over the shuffles
+        per = [g["auroc"][d][ood] for g in groups.values()]
+        point = results["metrics"][d][ood]["auroc"]
+        return sizes, [point] + [g["mean"] for g in per], [0] + [g["std"] for g in per]
+
+    plots.line_panels(
+        [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": (0, 1),
+          "series": {o: curve(d, o) for o in results["metrics"][d]}}
+         for d in detectors], path)  # fmt: skip
 
 
 def plot_training_length(sweep: dict, path: Path) -> None:
     """``llr`` AUROC per OOD set against the training steps of the general model
     (left) and of the ID model (right), the other model final."""
-    fig, axes = plots.panels(len(sweep), 4, 3.2)
-    for ax, (stage, rows) in zip(axes[0], sweep.items(), strict=True):
-        steps = [int(s) for s in rows]
-        for ood in next(iter(rows.values()))["llr"]:
-            ax.plot(steps, [r["llr"][ood] for r in rows.values()], "o-", label=ood)
-        ax.set(xlabel=f"{stage} model: training steps", ylabel="llr AUROC",
-               ylim=(-0.02, 1.02))  # fmt: skip
-    axes[0, 0].legend(fontsize=7)
-    plots.save(fig, path)
+    plots.line_panels(
+        [{"xlabel": f"{stage} model: training steps", "ylabel": "llr AUROC",
+          "ylim": (0, 1), "series": {
+              ood: ([int(s) for s in rows], [r["llr"][ood] for r in rows.values()])
+              for ood in next(iter(rows.values()))["llr"]}}
+         for stage, rows in sweep.items()], path)  # fmt: skip
 
 
 def flow_report(config, workdir: Path, results: dict, params: dict, command: str):
@@ -123,12 +114,11 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
             ax.set_xlabel("hole indicator [nats]", fontsize=7)
             ax.legend(fontsize=6)
     plots.save(fig, workdir / "hole_histograms.png")
-    fig, ax = plots.pyplot().subplots(figsize=(5, 3.5))
-    for kind, curve in results["scaling"].items():
-        ax.plot([float(s) for s in curve], list(curve.values()), "o-", label=kind)
-    ax.set(xlabel="OOD pixel scale s", ylabel="hole-indicator AUROC", ylim=(0, 1))
-    ax.legend()
-    plots.save(fig, workdir / "scaling.png")
+    scaling = {k: ([float(s) for s in c], list(c.values()))
+               for k, c in results["scaling"].items()}  # fmt: skip
+    plots.line_panels([{"series": scaling, "xlabel": "OOD pixel scale s",
+                        "ylabel": "hole-indicator AUROC", "ylim": (0, 1)}],
+                      workdir / "scaling.png")  # fmt: skip
     for (setting, kind), p in params.items():
         num = config.report.num_samples
         x = vae.sample(build_model(config, kind), p, jax.random.key(config.seed), num)
@@ -177,18 +167,16 @@ def diffusion_report(config, workdir: Path, results, samples, command) -> str:
         plots.image_grid(samples[setting], workdir / f"samples_{setting}.png",
                         f"{setting}: probability-flow ODE samples")  # fmt: skip
         scores = dict(np.load(workdir / setting / "scores.npz"))
-        knee = s["t0s"].index(s["t0_knee"])
-        fig, (left, right) = plots.pyplot().subplots(1, 2, figsize=(11, 4))
-        for name, curve in s["curves"].items():
-            label = name.removeprefix("ood/")
-            left.plot(s["curve_t0s"], curve, label=label)
-            right.scatter(scores[f"{name}/log_p"], scores[f"{name}/flipd"][:, knee],
-                          s=4, alpha=0.5, label=label)  # fmt: skip
-        left.axvline(s["t0_knee"], color="grey", linestyle=":")
-        left.set(xscale="log", xlabel="t0", ylabel="mean FLIPD")
-        right.set(xlabel="log p(y) [nats]", ylabel=f"FLIPD, t0 = {s['t0_knee']:.3g}")
-        left.legend(fontsize=7)
-        plots.save(fig, workdir / f"flipd_{setting}.png")
+        knee, names = s["t0s"].index(s["t0_knee"]), list(s["curves"])
+        label = {n: n.removeprefix("ood/") for n in names}
+        plots.line_panels([
+            {"series": {label[n]: (s["curve_t0s"], s["curves"][n]) for n in names},
+             "xscale": "log", "xlabel": "t0", "ylabel": "mean FLIPD",
+             "vline": s["t0_knee"]},
+            {"series": {label[n]: (scores[f"{n}/log_p"], scores[f"{n}/flipd"][:, knee])
+                        for n in names}, "scatter": True,
+             "xlabel": "log p(y) [nats]", "ylabel": f"FLIPD, t0 = {s['t0_knee']:.3g}"},
+        ], workdir / f"flipd_{setting}.png", width=5.5, height=4)  # fmt: skip
         figures[f"samples, {setting}"] = f"samples_{setting}.png"
         figures[f"FLIPD, {setting}"] = f"flipd_{setting}.png"
     block = tables.diffusion_block(results, command, "results.json")

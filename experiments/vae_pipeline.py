@@ -140,9 +140,12 @@ def _pair_metrics(score_in: np.ndarray, score_out: np.ndarray) -> dict:
 def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
     """Every detector's scores on every set; cached in ``scores.npz``."""
     path = workdir / setting / kind / "scores.npz"
-    key_file, wanted = path.with_name("score_config.json"), config.score.to_dict()
-    if io.is_cached(key_file, wanted, [path]):
-        return dict(np.load(path))
+    key_file = path.with_name("score_config.json")  # another config: recomputed
+    compute = lambda: _scores(config, setting, kind, sets, params)  # noqa: E731
+    return io.cached_arrays(path, key_file, config.score.to_dict(), compute)
+
+
+def _scores(config, setting: str, kind: str, sets, params) -> dict:
     model = build_model(config, kind)
     sc = config.score
     key = jax.random.key(config.seed + 1)
@@ -174,8 +177,6 @@ def score_model(config, workdir: Path, setting: str, kind: str, sets, params):
                 desc=f"×{s}",
             )
             scores[f"scaled/{s}/hole"] = hole
-    io.save_arrays(path, scores)
-    io.mark_cached(key_file, wanted)  # another scoring config is recomputed
     return scores
 
 

@@ -13,9 +13,10 @@ an unfinished one, refuses a directory made with another fingerprint, and restor
 stage from other folders (shipped checkpoints ``<stage>/params``, other runs'
 ``<stage>/final_params``) whose ``config.json`` holds the same fingerprint. Outputs
 computed from trained models are cached next to the key they were computed for
-(:func:`is_cached`, :func:`mark_cached`). :func:`write_json` and :func:`save_arrays`
-write through a temporary file and a rename; params through
-:func:`jaxood.checkpoint.save_params`, which checks them on every restore.
+(:func:`cached_arrays`; :func:`is_cached` and :func:`mark_cached` for other files).
+:func:`write_json` and :func:`save_arrays` write through a temporary file and a
+rename; params through :func:`jaxood.checkpoint.save_params`, which checks them on
+every restore.
 
 Example::
 
@@ -83,6 +84,18 @@ def mark_cached(key_file: Path, key: dict) -> None:
     """Records that the outputs next to ``key_file`` belong to ``key``; call it
     after writing them, so that an interruption leaves them uncached."""
     write_json(key_file, key)
+
+
+def cached_arrays(
+    path: Path, key_file: Path, key: dict, compute: Callable[[], dict]
+) -> dict[str, np.ndarray]:
+    """The arrays of ``path`` (.npz) if they were computed for ``key``, otherwise
+    ``compute()`` written there (then ``key`` recorded in ``key_file``)."""
+    if not is_cached(key_file, key, [path]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, compute())
+        mark_cached(key_file, key)
+    return dict(np.load(path))
 
 
 def _holds(stage: Path, fingerprint: dict) -> bool:

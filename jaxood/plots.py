@@ -1,7 +1,8 @@
 """Figures a user looks at rather than reads: ROC curves and score histograms of a
-detector, a grid of images, the training curves of a run directory, a heat map of
-AUROCs. Each function draws one figure and writes it to ``path`` (PNG); matplotlib
-is imported on first use, with the non-interactive Agg backend.
+detector, panels of curves or scatter plots, a grid of images, the training curves
+of a run directory, a heat map of AUROCs. Each function draws one figure and writes
+it to ``path`` (PNG); matplotlib is imported on first use, with the non-interactive
+Agg backend.
 
 Scores follow the detectors' convention: anomaly scores, higher = more OOD, and the
 ROC curves count OOD as the positive class.
@@ -75,6 +76,37 @@ def roc_and_histograms(
         if outs:
             roc.legend(fontsize=7, loc="lower right")
         hist.legend(fontsize=7)
+    save(fig, path)
+
+
+def line_panels(
+    specs: Sequence[Mapping], path: str | Path, width: float = 4.5, height: float = 3.4
+) -> None:
+    """One panel per spec, side by side.
+
+    Args:
+        specs: mappings with ``series``, ``{label: (x, y)}`` or ``(x, y, yerr)``,
+            drawn as lines (markers when a series has at most 20 points; points
+            alone with ``scatter=True``), and optionally ``title``, ``xlabel``,
+            ``ylabel``, ``xscale``, ``ylim`` and ``vline`` (an x marked by a
+            dotted line, e.g. a chosen threshold).
+        path: the PNG to write.
+    """
+    fig, axes = panels(len(specs), width, height)
+    for ax, spec in zip(axes[0], specs, strict=True):
+        for label, (x, y, *yerr) in spec["series"].items():
+            if spec.get("scatter"):
+                ax.scatter(x, y, s=6, alpha=0.5, label=label)
+                continue
+            marker = "o" if len(x) <= 20 else None
+            ax.errorbar(x, y, yerr=yerr[0] if yerr else None, marker=marker,
+                        markersize=4, label=label)  # fmt: skip
+        if "vline" in spec:
+            ax.axvline(spec["vline"], color="grey", linestyle=":")
+        keys = ("title", "xlabel", "ylabel", "xscale", "ylim")
+        ax.set(**{k: spec[k] for k in keys if k in spec})
+        if spec["series"]:
+            ax.legend(fontsize=7)
     save(fig, path)
 
 

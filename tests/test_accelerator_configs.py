@@ -35,12 +35,9 @@ def test_the_configs_and_their_mesh_knob():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    [
-        "glow_cifar10",
-        pytest.param("vae_cifar10", marks=pytest.mark.extended),
-        pytest.param("diffusion_cifar10", marks=pytest.mark.extended),
-    ],
-)
+    [pytest.param(name, marks=pytest.mark.extended)  # ~1-2 min each: CI time
+     for name in ("glow_cifar10", "vae_cifar10", "diffusion_cifar10")],
+)  # fmt: skip
 def test_the_smoke_variant_runs_on_mocked_data(name, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXOOD_DATA_DIR", str(tmp_path / "data"))
     workdir = tmp_path / name

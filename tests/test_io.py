@@ -135,6 +135,30 @@ def test_cache_follows_its_key_and_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json"]  # no .tmp left
 
 
+def test_cached_arrays_compute_once_per_key(tmp_path):
+    path, key_file = tmp_path / "run" / "scores.npz", tmp_path / "run" / "key.json"
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return {"s": np.full(2, value, np.float32)}
+
+    first = io.cached_arrays(path, key_file, {"k": 1}, lambda: compute(1.0))
+    again = io.cached_arrays(path, key_file, {"k": 1}, lambda: compute(9.0))
+    np.testing.assert_array_equal(again["s"], first["s"])  # read back, not computed
+    assert calls == [1.0] and again["s"].dtype == np.float32
+    other = io.cached_arrays(path, key_file, {"k": 2}, lambda: compute(2.0))
+    assert calls == [1.0, 2.0] and other["s"][0] == 2.0
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        io.cached_arrays(path, key_file, {"k": 3}, interrupted)
+    assert io.cached_arrays(path, key_file, {"k": 2}, lambda: compute(0.0))["s"][0] == 2
+    assert calls == [1.0, 2.0]  # the interrupted call changed nothing
+
+
 def test_epoch_batches_cover_each_epoch_once():
     batches = train.epoch_batches(np.arange(10), 3, seed=4)
     epoch = np.concatenate([batches(step) for step in range(3)])

@@ -47,3 +47,28 @@ def test_auroc_heatmap_checks_its_labels(tmp_path):
     assert _is_png(tmp_path / "h.png")
     with pytest.raises(ValueError, match="rows"):
         plots.auroc_heatmap(np.eye(2), ["x"], ["p", "q"], tmp_path / "h.png")
+
+
+def test_line_panels_draw_every_series_as_asked(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.update(fig=fig))
+    x = np.arange(5.0)
+    plots.line_panels(
+        [
+            {"series": {"a": (x, x**2, np.ones(5)), "b": (x, -x)}, "xscale": "log",
+             "ylim": (0, 1), "vline": 2.0, "title": "curves"},
+            {"series": {"c": (x, x)}, "scatter": True, "xlabel": "log p"},
+            {"series": {}},
+        ],
+        tmp_path / "unused.png",
+    )  # fmt: skip
+    curves, points, empty = drawn["fig"].axes
+    assert curves.get_title() == "curves" and curves.get_xscale() == "log"
+    assert curves.get_ylim() == (0, 1) and len(curves.containers) == 2  # errorbars
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["a", "b"]
+    assert any(list(line.get_xdata()) == [2.0, 2.0] for line in curves.lines)
+    assert len(points.collections) == 1 and points.get_xlabel() == "log p"
+    assert empty.get_legend() is None
+    monkeypatch.undo()
+    plots.line_panels([{"series": {"a": (x, x)}}], tmp_path / "one.png")
+    assert _is_png(tmp_path / "one.png")
