@@ -17,6 +17,7 @@ padding, never an image. Under ``with jax.set_mesh(mesh):`` those helpers and
 ``train.make_train_step`` use that mesh without being told (:func:`current_mesh`).
 Per-example code that explicit axes cannot type (loops, rejection samplers, ODE
 solvers) runs per device through :func:`per_shard`; docs/parallel.md lists where.
+Several CPU devices in one process need :func:`blas_threads` around LAPACK work.
 
 On several hosts call ``jax.distributed.initialize()`` first; each process then
 reads its own slice of the data (``jax.process_index()`` of
@@ -44,6 +45,26 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     if not devices:
         raise ValueError("data_mesh: no devices given.")
     return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
+
+
+def blas_threads(mesh: Mesh):
+    """A context in which host BLAS/LAPACK runs single-threaded when ``mesh`` holds
+    several CPU devices (otherwise a no-op): use it around work on such a mesh.
+
+    jaxlib's CPU kernels for ``eigvalsh``, ``svd`` and the like call the OpenBLAS
+    that SciPy ships; on a mesh of CPU devices in one process (e.g.
+    ``--xla_force_host_platform_device_count``) each device's thread calls it at the
+    same time, and the two multi-threaded calls can wait on each other for ever:
+    ``lid.lpca`` of 48 Fashion-MNIST images against 10,000 (1,000 neighbours) hung
+    at 0 % CPU on 2 forced host devices, and finished in 27-55 s with one BLAS
+    thread per call (2 cores; the devices still run in parallel).
+    """
+    cpus = [d for d in mesh.devices.flat if d.platform == "cpu"]
+    if len(cpus) < 2:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def current_mesh(mesh: Mesh | None = None) -> Mesh | None:

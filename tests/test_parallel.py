@@ -171,6 +171,19 @@ mutated = jax.jit(lambda im: data.mutate(jax.random.key(8), im, 0.3))
 out["mutate"] = bool(jnp.all(
     mutated(parallel.shard_batch(explicit, u8)) == mutated(u8)))
 
+# LAPACK on several CPU devices: one BLAS thread per call inside blas_threads.
+from threadpoolctl import threadpool_info
+def blas():
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+before = blas()
+with parallel.blas_threads(explicit):
+    out["blas_inside"] = sorted(blas())
+    out["eigvalsh"] = float(jnp.linalg.eigvalsh(
+        parallel.replicate(explicit, jnp.diag(jnp.arange(3.0))))[-1])
+out["blas_restored"] = blas() == before
+with parallel.blas_threads(parallel.data_mesh(jax.devices()[:1])):
+    out["blas_one_device"] = blas() == before
+
 try:
     parallel.shard_batch(explicit, x[:6])
 except ValueError as error:
@@ -290,6 +303,11 @@ def test_diffusion_scores_are_the_single_device_ones(results, score):
     """The adaptive ODE solve and FLIPD under ``jax.set_mesh``."""
     assert results[f"diffusion_{score}"] < 1e-5
     assert results[f"diffusion_{score}_spec"].startswith("P('data',")
+
+
+def test_blas_runs_single_threaded_on_a_cpu_mesh_only_inside_the_context(results):
+    assert results["blas_inside"] == [1] and results["eigvalsh"] == 2.0
+    assert results["blas_restored"] and results["blas_one_device"]
 
 
 def test_mutation_keeps_the_batch_sharding(results):
