@@ -13,6 +13,7 @@ from jaxood import data, flows, plots, vae
 
 PLOTTED = ("likelihood", "final_scale", "llr", "ren_llr", "waic", "complexity_png")
 GROUPED = ("typicality", "klods_image_k2")
+AUROC_AXIS = (-0.02, 1.02)  # 0 and 1 stay visible
 
 
 def write_report(workdir: Path, title: str, block: str, figures: dict) -> None:
@@ -37,7 +38,7 @@ def plot_group_sizes(results: dict, detectors, path: Path) -> None:
         return sizes, [point] + [g["mean"] for g in per], [0] + [g["std"] for g in per]
 
     plots.line_panels(
-        [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": (0, 1),
+        [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": AUROC_AXIS,
           "series": {o: curve(d, o) for o in results["metrics"][d]}}
          for d in detectors], path)  # fmt: skip
 
@@ -47,7 +48,7 @@ def plot_training_length(sweep: dict, path: Path) -> None:
     (left) and of the ID model (right), the other model final."""
     plots.line_panels(
         [{"xlabel": f"{stage} model: training steps", "ylabel": "llr AUROC",
-          "ylim": (0, 1), "series": {
+          "ylim": AUROC_AXIS, "series": {
               ood: ([int(s) for s in rows], [r["llr"][ood] for r in rows.values()])
               for ood in next(iter(rows.values()))["llr"]}}
          for stage, rows in sweep.items()], path)  # fmt: skip
@@ -117,7 +118,7 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
     scaling = {k: ([float(s) for s in c], list(c.values()))
                for k, c in results["scaling"].items()}  # fmt: skip
     plots.line_panels([{"series": scaling, "xlabel": "OOD pixel scale s",
-                        "ylabel": "hole-indicator AUROC", "ylim": (0, 1)}],
+                        "ylabel": "hole-indicator AUROC", "ylim": AUROC_AXIS}],
                       workdir / "scaling.png")  # fmt: skip
     for (setting, kind), p in params.items():
         num = config.report.num_samples
