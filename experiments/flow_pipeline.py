@@ -468,7 +468,8 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
     if mode == "lid":  # the ID model (trained or restored first) alone
         params = train_all(config, workdir, sets, id_only=True)["id"]
         lid_pipeline.run(build_model(config), params, sets, workdir / "lid",
-                         config.lid, config.data.id_dataset)  # fmt: skip
+                         config.lid, config.data.id_dataset,
+                         io.stage_summary(workdir / "id"))  # fmt: skip
         return
     params = train_all(config, workdir, sets)
     if mode == "train":

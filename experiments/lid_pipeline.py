@@ -88,10 +88,18 @@ def _lidl_of(model, params, x) -> np.ndarray:
 
 
 def run(
-    model, params, sets: dict[str, np.ndarray], out: Path, lc, setting: str
+    model,
+    params,
+    sets: dict[str, np.ndarray],
+    out: Path,
+    lc,
+    setting: str,
+    training: dict,
 ) -> dict:
     """Spectra, calibration and dual-threshold AUROCs of a trained flow on the
     first ``lc.num_*`` images of each set; writes ``out/results.json``, ``lid.png``.
+    ``training`` is the model's stage summary (steps, validation bits/dim); its
+    test bits/dim are measured here on every ID test image.
     """
     params = jax.tree.map(jnp.asarray, params)  # on device once, not per batch
     ood_sets = [name for name in sets if name.startswith("ood/")]
@@ -128,8 +136,16 @@ def run(
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
     lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
     sweep = jnp.asarray(SWEEP)
+    log_p = flows.log_prob_images(model, params, sets["id_test"], desc="test")
+    bpd = data.bits_per_dim(-log_p["total"], model.config.num_dims)
     results = {
         "setting": setting,
+        "id_model": {
+            "steps": training["steps"],
+            "val_bpd": training["val_bpd"],
+            "test_bpd": float(np.mean(bpd)),
+            "test_images": len(bpd),
+        },
         "lpca_target": target,
         "log_tau": log_tau,
         "calibrated_mean_lid": calibrated,

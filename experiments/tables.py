@@ -190,8 +190,14 @@ def lid_block(r: dict, command: str, file: str) -> str:
              + [f"{curves[k][at]:.0f}" if k in curves else ""]
              for k, v in r["mean_lid"].items()]  # fmt: skip
     fixed = [f"mean LID at log τ = {t}" for t in r.get("fixed_tau", {})]
+    model = [  # (results written before it was measured hold none)
+        f"ID model: {m['steps']} steps, {m['val_bpd']:.3f} bits/dim on validation, "
+        f"{m['test_bpd']:.3f} on {m['test_images']} test images."
+        for m in filter(None, [r.get("id_model")])
+    ]
     return "\n\n".join([
         _source(command, file),
+        *model,
         f"log τ = {r['log_tau']:.2f}: the mean LID of {c['calibration']} training "
         f"images ({r['calibrated_mean_lid']:.1f}) meets the lPCA target "
         f"{r['lpca_target']:.1f}; rank-AND CDFs from {c['validation']} validation "

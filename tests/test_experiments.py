@@ -189,6 +189,9 @@ def test_the_reverse_setting_restores_the_general_model(runs):
 def test_lid_results(runs):
     results = json.loads((runs / "glow_fmnist" / "lid" / "results.json").read_text())
     assert results["counts"]["id_test"] == 3 and results["counts"]["calibration"] == 4
+    model = results["id_model"]  # the test bits/dim on every ID test image
+    assert model["steps"] == 4 and model["test_images"] == 128
+    assert 0 < model["test_bpd"] < 16 and np.isfinite(model["val_bpd"])
     curves = results["lidl"]["mean_curves"]
     assert set(curves) == {"id_test", "ood/mnist_5k", "ood/uniform_noise"}
     # LIDL is about D = 1024 at tiny δ and falls towards 0 at large δ. The
@@ -281,7 +284,8 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     rendered = tables.blocks(tmp_path)
     glow = rendered["experiments/README.md"]["glow_fmnist"]
     assert "| likelihood |" in glow and "glow_fmnist.py --workdir" in glow
-    assert "FMNIST→mnist_5k" in rendered["experiments/README.md"]["glow_fmnist_lid"]
+    lid_block = rendered["experiments/README.md"]["glow_fmnist_lid"]
+    assert "FMNIST→mnist_5k" in lid_block and "ID model: 4 steps" in lid_block
     assert (
         "| fashion_mnist→mnist_5k | vanilla |"
         in rendered["experiments/README.md"]["vae_ood"]
