@@ -44,7 +44,7 @@ test: data
 
 # Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10
 # Glow, VAE and diffusion configs on mocked data, a whole diffusion run on 4 forced
-# devices and the spline LID commands.
+# devices and the MNIST-5k spline LID command.
 test-extended: data
 	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

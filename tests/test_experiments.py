@@ -55,6 +55,9 @@ def runs(tmp_path_factory, data_dir):
     ):
         config = f"{CONFIGS}glow_fmnist.py:{config}"
         run_main("--config", config, "--workdir", workdir, "--mode", "lid", *extra)
+    spline = str(runs / "glow_fmnist_spline")  # its own ID model, then LID
+    run_main("--config", f"{CONFIGS}glow_fmnist.py:smoke,spline", "--workdir", spline,
+             "--mode", "lid")  # fmt: skip
     vae = str(runs / "vae_ood")
     run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
     run_main(  # DoSE over the models above: restored, not trained again
@@ -276,9 +279,9 @@ def test_the_dose_fit_set_holds_no_image_of_any_validation_or_test_set(data_dir)
 def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     """The renderers of every generated block accept what the pipelines write."""
     # The diffusion pipeline has its own file (tests/test_diffusion_pipeline.py),
-    # the spline runs their own test (extended: no spline table is published yet);
+    # the MNIST-5k spline run its own test (extended: no table of it is published);
     # the general_images runs need that set (a 300 MB download): not smoke-tested.
-    skipped = ("diffusion", "spline", "general_images")
+    skipped = ("diffusion", "mnist_5k_spline", "general_images")
     expected = [n for n in tables.SOURCES if not any(s in n for s in skipped)]
     assert tables.collect(runs, tmp_path) == expected
     rendered = tables.blocks(tmp_path)
@@ -291,26 +294,24 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
         in rendered["experiments/README.md"]["vae_ood"]
     )
     assert "| Glow −log p(x) |" in rendered["README.md"]["headline"]
+    spline = rendered["experiments/README.md"]["glow_fmnist_spline_lid"]
+    assert "glow_fmnist.py:spline --workdir" in spline and "ID model: 4 steps" in spline
+    assert not (runs / "glow_fmnist_spline" / "general").exists()  # no general model
     assert "| DoSE (kde), all" in rendered["experiments/README.md"]["dose_fmnist"]
 
 
-@pytest.mark.extended  # ~2 min; in make test once a spline table is published
-def test_spline_lid_runs_train_their_id_model_and_render(tmp_path):
-    """The spline commands of make reproduce: each trains its one ID model from
-    scratch, then the LID step; their blocks render."""
-    runs = {"smoke,spline": "glow_fmnist_spline",
-            "mnist_5k,smoke,spline": "glow_mnist_5k_spline"}  # fmt: skip
-    for config, name in runs.items():
-        workdir = tmp_path / "runs" / name
-        run_main("--config", f"{CONFIGS}glow_fmnist.py:{config}",
-                 "--workdir", str(workdir), "--mode", "lid")  # fmt: skip
-        assert (workdir / "id" / "metrics.jsonl").exists()
-        assert not (workdir / "general").exists()
+@pytest.mark.extended  # ~1 min; in make test once a table of it is published
+def test_the_mnist_5k_spline_lid_run_trains_its_id_model_and_renders(tmp_path):
+    """The MNIST-5k spline command of make reproduce: it trains its one ID model
+    from scratch, then the LID step; its block renders."""
+    workdir = tmp_path / "runs" / "glow_mnist_5k_spline"
+    run_main("--config", f"{CONFIGS}glow_fmnist.py:mnist_5k,smoke,spline",
+             "--workdir", str(workdir), "--mode", "lid")  # fmt: skip
+    assert (workdir / "id" / "metrics.jsonl").exists()
+    assert not (workdir / "general").exists()
     results = tmp_path / "results"
     results.mkdir()
-    assert tables.collect(tmp_path / "runs", results) == [
-        "glow_fmnist_spline_lid", "glow_mnist_5k_spline_lid"
-    ]  # fmt: skip
+    assert tables.collect(tmp_path / "runs", results) == ["glow_mnist_5k_spline_lid"]
     spline = tables.blocks(results)["experiments/README.md"]["glow_mnist_5k_spline_lid"]
     assert "MNIST-5k→fashion_mnist | -3 |" in spline and "mnist_5k,spline --" in spline
 
