@@ -136,7 +136,12 @@ def run(
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
     lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
     sweep = jnp.asarray(SWEEP)
-    log_p = flows.log_prob_images(model, params, sets["id_test"], desc="test")
+    log_p = io.cached_arrays(  # a rerun (more LID images) reuses it
+        out / "id_test_log_p.npz",
+        out / "id_test_log_p_key.json",
+        {"model": training, "images": len(sets["id_test"])},
+        lambda: flows.log_prob_images(model, params, sets["id_test"], desc="test"),
+    )
     bpd = data.bits_per_dim(-log_p["total"], model.config.num_dims)
     results = {
         "setting": setting,
