@@ -56,11 +56,13 @@ def pointwise_scores(
     images: dict[str, np.ndarray],
     entropy: float,
     num_dims: int,
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """Per-image anomaly scores of every baseline available, and their descriptions.
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-image anomaly scores of every baseline whose models are there:
+    typicality, KLODS-R and its parts per variant, input complexity per codec,
+    Ren et al.'s ratio (``background``) and WAIC (two or more ``ensemble_k``).
 
     Args:
-        config: the experiment config (``scoring``, ``ensemble``).
+        config: the experiment config (its ``scoring`` block).
         log_probs: ``log_probs[stage][set]`` from ``log_prob_images``; the ``id``
             stage with latents. ``background`` and ``ensemble_k`` are optional.
         images: the uint8 evaluation sets at model size.
@@ -69,34 +71,6 @@ def pointwise_scores(
     """
     sc = config.scoring
     members = sorted(k for k in log_probs if k.startswith("ensemble_"))
-    descriptions = {
-        "typicality": "|−log p(x) − Ĥ| under the ID model, groups of one "
-        "(Nalisnick et al. 2019)",
-    }
-    for variant in sc.klods_variants:
-        name = klods_name(variant)
-        descriptions[name] = (
-            f"KLODS-R (reconstruction) on one image: Gaussian KL to N(0, I) of its "
-            f"{variant.split(':')[1]}×{variant.split(':')[1]} latent patches, "
-            f"{variant.split(':')[0]} layout"
-        )
-        descriptions[name + "_tc"] = f"its total-correlation part ({name})"
-        descriptions[name + "_dw"] = f"its dimension-wise part ({name})"
-    for codec in sc.codecs:
-        descriptions[f"complexity_{codec}"] = (
-            f"input complexity: NLL − {codec.upper()} code length, bits/dim "
-            "(Serrà et al. 2020)"
-        )
-    if "background" in log_probs:
-        bc = config.background
-        descriptions["ren_llr"] = (
-            "log p_background(x) − log p_ID(x), background Glow trained on mutated "
-            f"ID images (μ = {bc.mutation_rate}, λ = {bc.l2_weight}; Ren et al. 2019)"
-        )
-    if len(members) >= 2:
-        descriptions["waic"] = (
-            f"−WAIC over {len(members)} Glows trained from scratch (Choi et al. 2018)"
-        )
     typicality = detectors.typicality()
     stats = {"entropy": entropy}
     complexity = {
@@ -133,7 +107,7 @@ def pointwise_scores(
             stacked = np.stack([log_probs[m][name]["total"] for m in members])
             s["waic"] = np.asarray(detectors.waic(stacked))
         scores[name] = s
-    return scores, descriptions
+    return scores
 
 
 def group_results(

@@ -24,18 +24,13 @@ import numpy as np
 
 from experiments import configured, flow_baselines, lid_pipeline, report
 from jaxood import checkpoint, data, detectors, flows, io, metrics, train
-from jaxood.data import builders, sources
+from jaxood.data import sources
 from jaxood.flows import losses
 
 STAGES = ("general", "id", "id_outlier")
-DETECTORS = {
-    "likelihood": "−log p(x) of the ID model",
-    "final_scale": "−lp₂(x): final (4×4) scale of the ID model",
-    "llr": "log p_general(x) − log p_ID(x)",
-    "llr_outlier": "log p_general(x) − log p_ID+outlier(x)",
-    "dose": "density of states (KDE) over the ID and general Glows' statistics, "
-    "fit on ID training images (Morningstar et al. 2021)",
-}
+# Schirrmeister et al.'s detectors and DoSE; the baselines are flow_baselines'.
+# Definitions: docs/detectors.md.
+DETECTORS = ("likelihood", "final_scale", "llr", "llr_outlier", "dose")
 
 
 def build_model(config) -> flows.Glow:
@@ -359,13 +354,6 @@ def _aurocs(scores: dict) -> dict:
             for n, v in scores.items() if n != "id_test"}  # fmt: skip
 
 
-def _describe(dataset: str) -> str:
-    """``name: description`` of an offline builder (tfds datasets: "a tfds dataset")."""
-    builder = builders.OFFLINE_BUILDERS.get(dataset)
-    description = getattr(builder, "DESCRIPTION", "") or "a tfds dataset"
-    return f"{dataset}: {description}"
-
-
 def score_all(config, workdir: Path, sets, params) -> dict:
     """Every detector whose models are there on every evaluation set: writes
     ``scores.npz`` and ``results.json`` (reused while ``_score_key`` holds)."""
@@ -393,7 +381,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         -np.mean(flows.log_prob_images(model, params["id"], fit_images)["total"])
     )
     nll_val = -flows.log_prob_images(model, params["id"], sets["id_val"])["total"]
-    baseline, descriptions = flow_baselines.pointwise_scores(
+    baseline = flow_baselines.pointwise_scores(
         config, log_probs, {n: sets[n] for n in eval_sets}, entropy, num_dims
     )
     dose = density_of_states_scores(config, model, params, sets, log_probs, eval_sets)
@@ -420,12 +408,11 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         for stage in params:
             arrays[f"{name}/log_p_{stage}"] = log_probs[stage][name]["total"]
     io.save_arrays(workdir / "scores.npz", arrays)
-    descriptions = {**DETECTORS, **descriptions}
+    scored = list(scores["id_test"])
     results = {
         "name": config.name,
         "config": config.to_dict(),
-        "general_data": _describe(config.data.general_dataset),
-        "detectors": descriptions,
+        "detectors": scored,
         "bpd": {
             stage: {
                 name: float(np.mean(data.bits_per_dim(-lp["total"], num_dims)))
@@ -446,7 +433,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
                 )
                 for name in eval_sets[1:]
             }
-            for detector in descriptions
+            for detector in scored
         },
         "groups": flow_baselines.group_results(
             config, log_probs["id"], entropy, nll_val

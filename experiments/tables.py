@@ -80,9 +80,9 @@ def interval(m: dict) -> str:
     return f"{m['auroc']:.3f} [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
 
 
-def auroc_rows(per_detector: dict, sets) -> list[list]:
+def auroc_rows(per_detector: dict, sets, cell=interval) -> list[list]:
     """Rows ``label | AUROC [interval]`` per set, from ``{label: {set: summary}}``."""
-    return [[d] + [interval(per[s]) for s in sets] for d, per in per_detector.items()]
+    return [[d] + [cell(per[s]) for s in sets] for d, per in per_detector.items()]
 
 
 def group_rows(groups: dict, detectors, sets) -> list[list]:
