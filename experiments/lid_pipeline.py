@@ -123,16 +123,17 @@ def run(
         dropped[name] = np.flatnonzero(~keep).tolist()
     reference = sets["id_train"][: lc.lpca_reference]
     train_flat = data.to_model_space(reference).reshape(len(reference), -1)
-    target = float(
-        jnp.mean(
-            lid.lpca(
-                train_flat[: lc.num_calibration],
-                train_flat,
-                n_neighbors=min(lc.lpca_neighbors, len(train_flat)),
-                alpha=lc.lpca_alpha,
+    with parallel.single_device():  # replicated batched eigvalsh can hang
+        target = float(
+            jnp.mean(
+                lid.lpca(
+                    train_flat[: lc.num_calibration],
+                    train_flat,
+                    n_neighbors=min(lc.lpca_neighbors, len(train_flat)),
+                    alpha=lc.lpca_alpha,
+                )
             )
         )
-    )
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
     lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
     sweep = jnp.asarray(SWEEP)

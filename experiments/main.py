@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     pipeline = importlib.import_module(f"experiments.{config.pipeline}_pipeline")
     mesh = parallel.data_mesh(devices(config.mesh.devices))
     print(parallel.describe(mesh))
-    # Batches split over the mesh, params replicated; on several CPU devices,
-    # one BLAS thread per LAPACK call (concurrent OpenBLAS calls deadlocked).
-    with jax.set_mesh(mesh), parallel.blas_threads(mesh):
+    with jax.set_mesh(mesh):  # batches split over the mesh, params replicated
         pipeline.run(config, workdir, mode, command)
 
 

@@ -17,7 +17,8 @@ padding, never an image. Under ``with jax.set_mesh(mesh):`` those helpers and
 ``train.make_train_step`` use that mesh without being told (:func:`current_mesh`).
 Per-example code that explicit axes cannot type (loops, rejection samplers, ODE
 solvers) runs per device through :func:`per_shard`; docs/parallel.md lists where.
-Several CPU devices in one process need :func:`blas_threads` around LAPACK work.
+Batched LAPACK work that is not split over a mesh of several CPU devices runs
+under :func:`single_device` (a replicated one can hang, see there).
 
 On several hosts call ``jax.distributed.initialize()`` first; each process then
 reads its own slice of the data (``jax.process_index()`` of
@@ -47,24 +48,25 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return jax.make_mesh((len(devices),), (AXIS,), devices=devices)
 
 
-def blas_threads(mesh: Mesh):
-    """A context in which host BLAS/LAPACK runs single-threaded when ``mesh`` holds
-    several CPU devices (otherwise a no-op): use it around work on such a mesh.
+def single_device(mesh: Mesh | None = None):
+    """A context in which new arrays and computations sit on one device, when
+    ``mesh`` (default: :func:`current_mesh`) holds several CPU devices; a no-op
+    otherwise. Use it around batched LAPACK work that is not split over the mesh.
 
-    jaxlib's CPU kernels for ``eigvalsh``, ``svd`` and the like call the OpenBLAS
-    that SciPy ships; on a mesh of CPU devices in one process (e.g.
-    ``--xla_force_host_platform_device_count``) each device's thread calls it at the
-    same time, and the two multi-threaded calls can wait on each other for ever:
-    ``lid.lpca`` of 48 Fashion-MNIST images against 10,000 (1,000 neighbours) hung
-    at 0 % CPU on 2 forced host devices, and finished in 27-55 s with one BLAS
-    thread per call (2 cores; the devices still run in parallel).
+    Under ``jax.set_mesh`` a host array becomes *replicated*, so a computation on it
+    runs once per device. jaxlib's CPU kernels for ``eigvalsh``, ``svd`` and the like
+    split a batch over XLA's intra-op thread pool and wait for the pieces; when
+    every thread of that pool runs such a kernel (one per CPU device, as many devices
+    as cores) nothing is left to run the pieces and the process hangs at 0 % CPU:
+    ``lid.lpca`` of 48 MNIST-5k digits against 3,600 (1,000 neighbours) did on 2
+    forced host devices and 2 cores (all threads waiting, two inside ``ssyevd``'s
+    batch map), and took 4 s inside this context. Bring results to the host
+    (``float``, ``np.asarray``) inside it: its arrays belong to a one-device mesh.
     """
-    cpus = [d for d in mesh.devices.flat if d.platform == "cpu"]
-    if len(cpus) < 2:
+    mesh = current_mesh(mesh)
+    if mesh is None or sum(d.platform == "cpu" for d in mesh.devices.flat) < 2:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
+    return jax.set_mesh(data_mesh(list(mesh.devices.flat)[:1]))
 
 
 def current_mesh(mesh: Mesh | None = None) -> Mesh | None:

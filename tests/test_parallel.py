@@ -171,18 +171,14 @@ mutated = jax.jit(lambda im: data.mutate(jax.random.key(8), im, 0.3))
 out["mutate"] = bool(jnp.all(
     mutated(parallel.shard_batch(explicit, u8)) == mutated(u8)))
 
-# LAPACK on several CPU devices: one BLAS thread per call inside blas_threads.
-from threadpoolctl import threadpool_info
-def blas():
-    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
-before = blas()
-with parallel.blas_threads(explicit):
-    out["blas_inside"] = sorted(blas())
-    out["eigvalsh"] = float(jnp.linalg.eigvalsh(
-        parallel.replicate(explicit, jnp.diag(jnp.arange(3.0))))[-1])
-out["blas_restored"] = blas() == before
-with parallel.blas_threads(parallel.data_mesh(jax.devices()[:1])):
-    out["blas_one_device"] = blas() == before
+# Batched LAPACK not split over the mesh runs on one device inside single_device.
+with jax.set_mesh(explicit):
+    with parallel.single_device():
+        w = jnp.linalg.eigvalsh(jnp.asarray(np.stack([np.eye(3)] * 4)))
+        out["single_device"] = [len(w.sharding.device_set), float(w[-1, -1])]
+    out["replicated_outside"] = len(jnp.asarray(np.eye(3)).sharding.device_set)
+out["noop_on_one_device"] = type(
+    parallel.single_device(parallel.data_mesh(jax.devices()[:1]))).__name__
 
 try:
     parallel.shard_batch(explicit, x[:6])
@@ -305,9 +301,10 @@ def test_diffusion_scores_are_the_single_device_ones(results, score):
     assert results[f"diffusion_{score}_spec"].startswith("P('data',")
 
 
-def test_blas_runs_single_threaded_on_a_cpu_mesh_only_inside_the_context(results):
-    assert results["blas_inside"] == [1] and results["eigvalsh"] == 2.0
-    assert results["blas_restored"] and results["blas_one_device"]
+def test_single_device_takes_lapack_work_off_a_cpu_mesh(results):
+    assert results["single_device"] == [1, 1.0]
+    assert results["replicated_outside"] == 4  # what single_device is for
+    assert results["noop_on_one_device"] == "nullcontext"
 
 
 def test_mutation_keeps_the_batch_sharding(results):
