@@ -122,8 +122,8 @@ def run(
         spectra[name] = {k: v[keep] for k, v in got.items()}
         dropped[name] = np.flatnonzero(~keep).tolist()
     reference = sets["id_train"][: lc.lpca_reference]
-    train_flat = data.to_model_space(reference).reshape(len(reference), -1)
     with parallel.single_device():  # replicated batched eigvalsh can hang
+        train_flat = data.to_model_space(reference).reshape(len(reference), -1)
         target = float(
             jnp.mean(
                 lid.lpca(

@@ -6,10 +6,13 @@ with ``:smoke`` configs and temporary run directories.
 
 import json
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+from helpers import forced_devices_env
 
 from experiments import (
     configured,
@@ -55,9 +58,17 @@ def runs(tmp_path_factory, data_dir):
     ):
         config = f"{CONFIGS}glow_fmnist.py:{config}"
         run_main("--config", config, "--workdir", workdir, "--mode", "lid", *extra)
-    spline = str(runs / "glow_fmnist_spline")  # its own ID model, then LID
-    run_main("--config", f"{CONFIGS}glow_fmnist.py:smoke,spline", "--workdir", spline,
-             "--mode", "lid")  # fmt: skip
+    # Its own ID model, then LID, on 2 forced host devices as the published LID
+    # runs: replicated arrays there once hung the lPCA step and broke its slicing.
+    lid_run = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--config",
+         f"{CONFIGS}glow_fmnist.py:smoke,spline", "--workdir",
+         str(runs / "glow_fmnist_spline"), "--mode", "lid"],
+        env=forced_devices_env(2, PYTHONPATH=str(configured.ROOT)),
+        cwd=configured.ROOT, timeout=900, capture_output=True, text=True,
+    )  # fmt: skip
+    assert lid_run.returncode == 0, lid_run.stderr[-3000:]
+    assert "over 2 device(s)" in lid_run.stdout
     vae = str(runs / "vae_ood")
     run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
     run_main(  # DoSE over the models above: restored, not trained again
@@ -300,7 +311,7 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     assert "| DoSE (kde), all" in rendered["experiments/README.md"]["dose_fmnist"]
 
 
-@pytest.mark.extended  # ~1 min; in make test once a table of it is published
+@pytest.mark.extended  # ~1 min (CI time); the fixture runs the FMNIST spline LID
 def test_the_mnist_5k_spline_lid_run_trains_its_id_model_and_renders(tmp_path):
     """The MNIST-5k spline command of make reproduce: it trains its one ID model
     from scratch, then the LID step; its block renders."""
