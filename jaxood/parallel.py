@@ -60,8 +60,9 @@ def single_device(mesh: Mesh | None = None):
     as cores) nothing is left to run the pieces and the process hangs at 0 % CPU:
     ``lid.lpca`` of 48 MNIST-5k digits against 3,600 (1,000 neighbours) did on 2
     forced host devices and 2 cores (all threads waiting, two inside ``ssyevd``'s
-    batch map), and took 4 s inside this context. Bring results to the host
-    (``float``, ``np.asarray``) inside it: its arrays belong to a one-device mesh.
+    batch map), and took 4 s inside this context. Its arrays belong to a one-device
+    mesh and do not mix with the outer mesh's: make the inputs from host arrays
+    inside it and bring the results to the host (``float``, ``np.asarray``) there.
     """
     mesh = current_mesh(mesh)
     if mesh is None or sum(d.platform == "cpu" for d in mesh.devices.flat) < 2:
