@@ -30,6 +30,8 @@ COMMANDS = {
     "glow_mnist_5k_lid": "glow_fmnist.py:mnist_5k --mode lid",
     "glow_fmnist_spline_lid": "glow_fmnist.py:spline --mode lid",
     "glow_mnist_5k_spline_lid": "glow_fmnist.py:mnist_5k,spline --mode lid",
+    "glow_fmnist_spline_500_lid": "glow_fmnist.py:spline --mode lid "
+        "--config.lid.num_eval=500 --config.data.ood=\"('mnist_5k:all',)\"",
     "glow_fmnist_general_images": "glow_fmnist.py:general_images",
     "glow_mnist_5k_general_images": "glow_fmnist.py:mnist_5k,general_images",
     "glow_fmnist_general_images_lid": "glow_fmnist.py:general_images --mode lid",
