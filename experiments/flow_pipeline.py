@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import configured, flow_baselines, lid_pipeline, report
+from experiments import configured, flow_baselines, lid_pipeline, report, tables
 from jaxood import checkpoint, data, detectors, flows, io, metrics, train
 from jaxood.data import sources
 from jaxood.flows import losses
@@ -454,9 +454,14 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
     sets = load_sets(config)
     if mode == "lid":  # the ID model (trained or restored first) alone
         params = train_all(config, workdir, sets, id_only=True)["id"]
-        lid_pipeline.run(build_model(config), params, sets, workdir / "lid",
-                         config.lid, config.data.id_dataset,
-                         io.stage_summary(workdir / "id"))  # fmt: skip
+        summary, out = io.stage_summary(workdir / "id"), workdir / "lid"
+        model, lc = build_model(config), config.lid
+        results = lid_pipeline.run(
+            model, params, sets, out, lc, config.data.id_dataset, summary
+        )
+        print(report.write_report(out, f"{config.name}: LID dual threshold",
+                                  tables.lid_block(results), {"LID": "lid.png"},
+                                  command))  # fmt: skip
         return
     params = train_all(config, workdir, sets)
     if mode == "train":

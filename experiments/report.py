@@ -16,10 +16,15 @@ GROUPED = ("typicality", "klods_image_k2")
 AUROC_AXIS = (-0.02, 1.02)  # 0 and 1 stay visible
 
 
-def write_report(workdir: Path, title: str, block: str, figures: dict) -> None:
-    """``report.md``: the title, the generated tables, then ``{caption: file}``."""
+def write_report(
+    workdir: Path, title: str, block: str, figures: dict, command: str
+) -> str:
+    """``report.md``: the title, the command, the generated tables, then the figures
+    ``{caption: file}``; returns the tables for stdout."""
     images = "".join(f"\n\n![{caption}]({file})" for caption, file in figures.items())
-    (workdir / "report.md").write_text(f"# {title}\n\n{block}{images}\n")
+    text = tables.with_source(block, command, "results.json")
+    (workdir / "report.md").write_text(f"# {title}\n\n{text}{images}\n")
+    return f"(plots in {workdir / 'report.md'})\n\n{block}"
 
 
 def plot_group_sizes(results: dict, detectors, path: Path) -> None:
@@ -77,10 +82,10 @@ def flow_report(config, workdir: Path, results: dict, params: dict, command: str
         plot_training_length(results["training_length"], workdir / "length.png")
         figures["Likelihood ratio against the length of training"] = "length.png"
     missing = [d for d in ("ren_llr", "waic") if d not in m]
-    block = tables.flow_block(results, command, "results.json") + (
+    block = tables.flow_block(results) + (
         f"\n\nNot scored (their models are not here): {missing}." * bool(missing)
     )
-    write_report(workdir, f"{config.name}: Glow OOD report", block, figures)
+    write_report(workdir, f"{config.name}: Glow OOD report", block, figures, command)
     group = tables.group_rows(results["groups"], GROUPED, sets)
     return (
         f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"
@@ -120,10 +125,9 @@ def vae_report(config, workdir: Path, results, all_scores, params, command) -> s
         plots.image_grid(np.asarray(np.round(np.asarray(x) * 255), np.uint8),
                          workdir / f"samples_{setting}_{kind}.png",
                          f"{kind} VAE on {setting}: decoder means")  # fmt: skip
-    block = tables.vae_block(results, command, "results.json")
     figures = {"hole indicator": "hole_histograms.png", "scaling": "scaling.png"}
-    write_report(workdir, f"{config.name}: VAE OOD report", block, figures)
-    return block
+    return write_report(workdir, f"{config.name}: VAE OOD report",
+                        tables.vae_block(results), figures, command)  # fmt: skip
 
 
 def dose_report(config, workdir: Path, results: dict, command: str) -> str:
@@ -136,11 +140,10 @@ def dose_report(config, workdir: Path, results: dict, command: str) -> str:
         plots.auroc_heatmap(grid, list(single), oods,
                             workdir / f"single_features_{setting}.png",
                             f"{setting}: AUROC of DoSE on one feature")  # fmt: skip
-    block = tables.dose_block(results, command, "results.json")
-    write_report(workdir, f"{config.name}: density of states", block,
-                 {f"single features, {s}": f"single_features_{s}.png"
-                  for s in results["settings"]})  # fmt: skip
-    return f"(plots in {workdir / 'report.md'})\n\n" + block
+    return write_report(workdir, f"{config.name}: density of states",
+                        tables.dose_block(results),
+                        {f"single features, {s}": f"single_features_{s}.png"
+                         for s in results["settings"]}, command)  # fmt: skip
 
 
 def diffusion_report(config, workdir: Path, results, samples, command) -> str:
@@ -163,6 +166,5 @@ def diffusion_report(config, workdir: Path, results, samples, command) -> str:
         ], workdir / f"flipd_{setting}.png", width=5.5, height=4)  # fmt: skip
         figures[f"samples, {setting}"] = f"samples_{setting}.png"
         figures[f"FLIPD, {setting}"] = f"flipd_{setting}.png"
-    block = tables.diffusion_block(results, command, "results.json")
-    write_report(workdir, f"{config.name}: diffusion OOD report", block, figures)
-    return f"(intervals and plots in {workdir / 'report.md'})\n\n" + block
+    return write_report(workdir, f"{config.name}: diffusion OOD report",
+                        tables.diffusion_block(results), figures, command)  # fmt: skip

@@ -99,8 +99,9 @@ def ordered(names) -> list[str]:
     return [s for s in SETS if s in names] + [s for s in names if s not in SETS]
 
 
-def _source(command: str, file: str) -> str:
-    return f"Command: `{command}`; results: `{file}`."
+def with_source(block: str, command: str, file: str) -> str:
+    """``block`` under the command and the results file that produced it."""
+    return f"Command: `{command}`; results: `{file}`.\n\n{block}"
 
 
 def _anchors(section: str, setting: str) -> list[str]:
@@ -115,7 +116,7 @@ def _sizes(s: dict, oods) -> str:
             f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set")  # fmt: skip
 
 
-def flow_block(r: dict, command: str, file: str) -> str:
+def flow_block(r: dict) -> str:
     """Training, point-wise and group AUROCs of a flow run, next to the anchors."""
     m, bpd, groups = r["metrics"], r["bpd"], r["groups"]
     sets = ordered(m["likelihood"])
@@ -135,7 +136,6 @@ def flow_block(r: dict, command: str, file: str) -> str:
                + [f"{v:.3f}" for v in g["typicality_test"]["flagged"].values()]
                for k, g in groups.items()]  # fmt: skip
     return "\n\n".join([
-        _source(command, file),
         md_table("stage | steps | minutes (2 CPU cores) | validation bits/dim | "
                  "ID test bits/dim | restored from", training),
         f"Point-wise AUROC, OOD positive, 95 % bootstrap interval ({n['n_in']} ID "
@@ -175,7 +175,7 @@ def _training_length(sweep: dict, sets) -> list[str]:
 SETTING = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}
 
 
-def lid_block(r: dict, command: str, file: str) -> str:
+def lid_block(r: dict) -> str:
     """Dual-threshold AUROCs at the calibrated and the fixed τ, mean LID per set."""
     c, lidl = r["counts"], r["lidl"]
     at = min(range(len(lidl["deltas"])), key=lambda i: abs(lidl["deltas"][i] + 2.0))
@@ -198,7 +198,6 @@ def lid_block(r: dict, command: str, file: str) -> str:
         for m in filter(None, [r.get("id_model")])
     ]
     return "\n\n".join([
-        _source(command, file),
         *model,
         f"log τ = {r['log_tau']:.2f}: the mean LID of {c['calibration']} training "
         f"images ({r['calibrated_mean_lid']:.1f}) meets the lPCA target "
@@ -207,10 +206,31 @@ def lid_block(r: dict, command: str, file: str) -> str:
         "95 % bootstrap interval where the results hold one:",
         md_table("pair | log τ | likelihood | dual: envelope | dual: rank-AND | "
                  "LID only", pairs),
+        *_tau_sweep(r, setting),
         REFERENCES["lid"],
         md_table(["set", "images", "mean LID (calibrated τ)", *fixed,
                   f"mean LIDL at δ = {lidl['deltas'][at]:.2f}"], means),
     ])  # fmt: skip
+
+
+def _tau_sweep(r: dict, setting: str) -> list[str]:
+    """The highest LID-only AUROC over the log τ sweep (results written before it
+    was measured hold none)."""
+    if "tau_sweep" not in r:
+        return []
+    taus, rows = r["tau_sweep"]["log_taus"], []
+    for ood, curve in r["tau_sweep"]["lid_only"].items():
+        best = max(range(len(curve)), key=curve.__getitem__)
+        rows.append([f"{setting}→{ood}", _lid_cell(r["pairs"][ood], "lid_only"),
+                     f"{curve[best]:.3f}", f"{taus[best]:.2f}",
+                     f"{r['tau_sweep']['envelope_at_best'][ood]:.3f}"])  # fmt: skip
+    return [
+        f"LID only at each of {len(taus)} log τ from {taus[0]:g} to {taus[-1]:g}, τ "
+        "chosen on the test pair (a bound, not a detector), and the dual envelope "
+        "there:",
+        md_table("pair | LID only, calibrated τ | LID only, highest | at log τ | "
+                 "dual envelope there", rows),
+    ]  # fmt: skip
 
 
 def _lid_cell(pair: dict, key: str) -> str:
@@ -224,7 +244,7 @@ def _lid_cell(pair: dict, key: str) -> str:
     return interval(value) if isinstance(value, dict) else f"{value:.3f}"
 
 
-def vae_block(r: dict, command: str, file: str) -> str:
+def vae_block(r: dict) -> str:
     """Every pair × model × detector, the anchors, the scaling ablation."""
     kinds = [k for k in ("vanilla", "lipschitz", "hyperspherical") if k in r["models"]]
     pairs, detectors = r["pairs"], ("iwae", "typicality", "hole", "regret")
@@ -250,7 +270,6 @@ def vae_block(r: dict, command: str, file: str) -> str:
                 for k, v in r["training"].items()]  # fmt: skip
     reg = r["regret"]
     return "\n\n".join([
-        _source(command, file),
         md_table("model | steps | minutes (2 CPU cores) | validation −ELBO (nats)",
                  training),
         f"IWAE and hole indicator from the same N = {r['num_samples']} draws; "
@@ -267,11 +286,11 @@ def vae_block(r: dict, command: str, file: str) -> str:
     ])  # fmt: skip
 
 
-def dose_block(r: dict, command: str, file: str) -> str:
+def dose_block(r: dict) -> str:
     """Per setting: DoSE per family and method next to the best published single
     detector of each column and the anchors; then the ablation of the combined
     detector (single-feature and drop-one AUROCs)."""
-    parts = [_source(command, file)]
+    parts = []
     for setting, s in r["settings"].items():
         method = next(iter(s["dose"]))
         oods = list(s["dose"][method]["all"])
@@ -279,19 +298,14 @@ def dose_block(r: dict, command: str, file: str) -> str:
                            "features)": per for m, fams in s["dose"].items()
                            for family, per in fams.items()}, oods)  # fmt: skip
         single, by_feature = s["single"], s["ablation"]["single_feature"]
-        best = [max(single, key=lambda d: single[d][o]["auroc"]) for o in oods]
-        rows.append(
+        rows += [
             ["best published single detector"]
-            + [
-                f"{interval(single[d][o])}: {d}"
-                for d, o in zip(best, oods, strict=True)
-            ]
-        )
-        top = [max(by_feature, key=lambda f: by_feature[f][o]) for o in oods]
-        rows.append(
+            + [f"{interval(single[d][o])}: {d}" for o in oods
+               for d in [max(single, key=lambda d: single[d][o]["auroc"])]],
             ["best single statistic (1-D DoSE)"]
-            + [f"{by_feature[f][o]:.3f}: `{f}`" for f, o in zip(top, oods, strict=True)]
-        )
+            + [f"{by_feature[f][o]:.3f}: `{f}`" for o in oods
+               for f in [max(by_feature, key=lambda f: by_feature[f][o])]],
+        ]  # fmt: skip
         drop = s["ablation"]["drop_one"]
         worst = sorted(drop, key=lambda f: min(drop[f].values()))[:8]
         parts += [
@@ -304,18 +318,10 @@ def dose_block(r: dict, command: str, file: str) -> str:
             parts += [
                 f"DoSE ({method}, all families) on {ood} by the flipped image's "
                 "vertical asymmetry, mean |x − flip(x)| / 255, in quarters:",
-                md_table(
-                    "asymmetry | images | AUROC",
-                    [
-                        [
-                            f"{q['low']:.3f} – {q['high']:.3f}",
-                            q["n"],
-                            f"{q['auroc']:.3f}",
-                        ]
-                        for q in quarters
-                    ],
-                ),
-            ]
+                md_table("asymmetry | images | AUROC",
+                         [[f"{q['low']:.3f} – {q['high']:.3f}", q["n"],
+                           f"{q['auroc']:.3f}"] for q in quarters]),
+            ]  # fmt: skip
         parts += [
             f"Ablation of DoSE ({method}, all families): AUROC without one feature, "
             "the eight whose removal costs most (lowest column):",
@@ -329,10 +335,10 @@ def _at_t0(pairs: dict, t0: str, key: str) -> dict:
     return {ood: p["per_t0"][t0][key] for ood, p in pairs.items()}
 
 
-def diffusion_block(r: dict, command: str, file: str) -> str:
+def diffusion_block(r: dict) -> str:
     """Per setting: test bits/dim, then likelihood, FLIPD and the dual threshold
     (at the knee t0, and the envelope at every t0) next to the anchors."""
-    parts = [_source(command, file)]
+    parts = []
     for setting, s in r["settings"].items():
         b, lik, pairs = s["bits_per_dim"], s["likelihood"], s["pairs"]
         knee, oods, test = f"{s['t0_knee']:.4g}", list(pairs), b["test"]
@@ -450,8 +456,10 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
          for n in SOURCES if (results_dir / f"{n}.json").is_file()}  # fmt: skip
     out = {"experiments/README.md": {}, "README.md": {}}
     for n in r:
-        block = render(n)(r[n], SOURCES[n][1], f"{RESULTS_REL}{n}.json")
-        out["experiments/README.md"][n] = block
+        block = render(n)(r[n])
+        out["experiments/README.md"][n] = with_source(
+            block, SOURCES[n][1], f"{RESULTS_REL}{n}.json"
+        )
     compared = {n: r[n] for runs in GENERAL_SETS.values() for n in runs if n in r}
     if {"glow_fmnist", "glow_fmnist_general_images"} <= set(compared):
         out["experiments/README.md"]["general_sets"] = general_sets_block(compared)

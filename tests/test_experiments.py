@@ -69,6 +69,7 @@ def runs(tmp_path_factory, data_dir):
     )  # fmt: skip
     assert lid_run.returncode == 0, lid_run.stderr[-3000:]
     assert "over 2 device(s)" in lid_run.stdout
+    assert "| pair | log τ | likelihood | dual: envelope" in lid_run.stdout  # table
     vae = str(runs / "vae_ood")
     run_main("--config", f"{CONFIGS}vae_ood.py:smoke", "--workdir", vae)
     run_main(  # DoSE over the models above: restored, not trained again
@@ -223,6 +224,13 @@ def test_lid_results(runs):
         assert r["envelope_reported"] >= likelihood["auroc"] - 1e-12
         assert r["envelope_reported_ci_low"] <= r["envelope_reported_ci_high"]
     assert (runs / "glow_fmnist" / "lid" / "lid.png").stat().st_size > 0
+    sweep = results["tau_sweep"]  # LID only at every τ; the envelope at the best
+    for ood, curve in sweep["lid_only"].items():
+        assert len(curve) == len(sweep["log_taus"]) == 50
+        assert all(0 <= a <= 1 for a in curve)
+        assert sweep["envelope_at_best"][ood] >= max(curve) - 1e-9
+    report = (runs / "glow_fmnist" / "lid" / "report.md").read_text()
+    assert "--mode lid" in report and "dual: envelope" in report and "lid.png" in report
 
 
 def test_vae_results(runs):

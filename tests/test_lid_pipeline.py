@@ -1,0 +1,21 @@
+"""The τ sweep of the LID experiment on spectra whose answer is known."""
+
+import numpy as np
+
+from experiments import lid_pipeline
+
+
+def test_the_sweep_finds_the_band_of_tau_that_separates_the_sets():
+    # ID: four singular values of 1 (LID 4 below τ = 1). OOD: two of 1 and two of
+    # 1e-4, so LID 2 for 1e-4 < τ < 1: separated there, tied (4 or 0) elsewhere.
+    ones, mixed = np.ones((6, 4)), np.tile([1.0, 1.0, 1e-4, 1e-4], (5, 1))
+    spectra = {
+        "id_test": {"s": ones, "log_p": np.zeros(6)},
+        "ood/x": {"s": mixed, "log_p": np.zeros(5)},
+    }
+    sweep = lid_pipeline._lid_only_sweep(spectra, ["ood/x"])
+    log_taus, curve = np.array(sweep["log_taus"]), np.array(sweep["lid_only"]["x"])
+    inside = (log_taus > np.log(1e-4)) & (log_taus < 0)
+    np.testing.assert_allclose(curve[inside], 1.0)  # OOD has the lower LID
+    np.testing.assert_allclose(curve[~inside], 0.5)
+    assert sweep["envelope_at_best"]["x"] == 1.0
