@@ -224,6 +224,7 @@ def test_lid_results(runs):
         assert r["envelope_reported"] >= likelihood["auroc"] - 1e-12
         assert r["envelope_reported_ci_low"] <= r["envelope_reported_ci_high"]
     assert (runs / "glow_fmnist" / "lid" / "lid.png").stat().st_size > 0
+    assert any(k.endswith("(widest ID LID)") for k in results["fixed_tau"])
     sweep = results["tau_sweep"]  # LID only at every τ; the envelope at the best
     for ood, curve in sweep["lid_only"].items():
         assert len(curve) == len(sweep["log_taus"]) == 50
