@@ -9,7 +9,8 @@ Uses the ID model of a flow config (restored or trained first); the counts are
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
 counts only computes the new images. τ is calibrated by bisection so that the mean
 LID of the calibration images equals a JAX lPCA estimate on the training data; the
-dual threshold is also reported at the fixed ``config.lid.fixed_log_taus``.
+dual threshold is also reported at the fixed ``config.lid.fixed_log_taus`` and at
+the log τ where the LID of the validation images varies most.
 Writes ``lid/results.json`` and ``lid/lid.png``; the flow pipeline then writes
 ``lid/report.md`` and prints the table.
 """
@@ -137,7 +138,10 @@ def run(
         )
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
     lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
-    sweep = jnp.asarray(SWEEP)
+    counts = {  # threshold LID of every image at every log τ of the sweep
+        k: np.asarray(lid.threshold_lid(v["s"], jnp.asarray(SWEEP)))
+        for k, v in spectra.items()
+    }
     log_p = io.cached_arrays(  # a rerun (more LID images) reuses it
         out / "id_test_log_p.npz",
         out / "id_test_log_p_key.json",
@@ -160,16 +164,13 @@ def run(
         # Images without a finite decoder Jacobian (no LID), by index in the set.
         "dropped": {k: v for k, v in dropped.items() if v},
         "mean_lid": {k: float(v.mean()) for k, v in lids.items()},
-        "lid_curves": {
-            k: np.mean(np.asarray(lid.threshold_lid(v["s"], sweep)), axis=0).tolist()
-            for k, v in spectra.items()
-        },
+        "lid_curves": {k: np.mean(c, axis=0).tolist() for k, c in counts.items()},
         "pairs": pairs,
         # The same at the authors' fixed thresholds and at the widest-spread τ.
         "fixed_tau": {},
-        "tau_sweep": _lid_only_sweep(spectra, ood_sets),
+        "tau_sweep": _lid_only_sweep(spectra, counts, ood_sets),
     }
-    widest = widest_log_tau(spectra["validation"]["s"])
+    widest = widest_log_tau(counts["validation"])
     others = [(f"{f:g}", f) for f in map(float, lc.fixed_log_taus)]
     for label, fixed in [*others, (f"{widest:.2f} (widest ID LID)", widest)]:
         at_fixed, fixed_pairs = _dual_threshold(spectra, fixed, ood_sets, lc)
@@ -219,22 +220,21 @@ def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
     return lids, pairs
 
 
-def widest_log_tau(singular_values: np.ndarray) -> float:
+def widest_log_tau(counts: np.ndarray) -> float:
     """The log τ of :data:`SWEEP` at which the LID of these (ID validation) images
-    varies most, by standard deviation: a τ chosen without OOD data."""
-    counts = np.asarray(lid.threshold_lid(singular_values, jnp.asarray(SWEEP)))
-    return float(SWEEP[np.argmax(counts.std(axis=0))])
+    varies most, by standard deviation: a τ chosen without OOD data.
+
+    Args:
+        counts: ``(N, len(SWEEP))`` threshold LID of each image at each log τ.
+    """
+    return float(SWEEP[np.argmax(np.std(counts, axis=0))])
 
 
-def _lid_only_sweep(spectra, ood_sets) -> dict:
+def _lid_only_sweep(spectra, counts, ood_sets) -> dict:
     """The LID-only AUROC of each OOD set at every log τ of :data:`SWEEP` (where
     the spectra separate the pair) and the dual envelope at the best of them. τ is
     read off the test pair itself: a bound on what a threshold gives, not a
-    detector."""
-    counts = {
-        k: np.asarray(lid.threshold_lid(spectra[k]["s"], jnp.asarray(SWEEP)))
-        for k in ("id_test", *ood_sets)
-    }
+    detector. ``counts``: ``{set: (N, len(SWEEP))}`` threshold LID."""
     out = {"log_taus": SWEEP.tolist(), "lid_only": {}, "envelope_at_best": {}}
     for name in ood_sets:
         ood, pair = name.removeprefix("ood/"), (counts["id_test"], counts[name])

@@ -3,6 +3,12 @@
 import numpy as np
 
 from experiments import lid_pipeline
+from jaxood import lid
+
+
+def _counts(s):
+    """Threshold LID of each row of singular values at each log τ of the sweep."""
+    return np.asarray(lid.threshold_lid(s, lid_pipeline.SWEEP))
 
 
 def test_the_sweep_finds_the_band_of_tau_that_separates_the_sets():
@@ -13,7 +19,8 @@ def test_the_sweep_finds_the_band_of_tau_that_separates_the_sets():
         "id_test": {"s": ones, "log_p": np.zeros(6)},
         "ood/x": {"s": mixed, "log_p": np.zeros(5)},
     }
-    sweep = lid_pipeline._lid_only_sweep(spectra, ["ood/x"])
+    counts = {k: _counts(v["s"]) for k, v in spectra.items()}
+    sweep = lid_pipeline._lid_only_sweep(spectra, counts, ["ood/x"])
     log_taus, curve = np.array(sweep["log_taus"]), np.array(sweep["lid_only"]["x"])
     inside = (log_taus > np.log(1e-4)) & (log_taus < 0)
     np.testing.assert_allclose(curve[inside], 1.0)  # OOD has the lower LID
@@ -27,4 +34,4 @@ def test_the_widest_tau_is_where_the_id_lid_varies_most():
     # grid point there.
     s = np.array([[1.0, 1.0], [1.0, np.exp(-4.0)]])
     sweep = lid_pipeline.SWEEP
-    assert lid_pipeline.widest_log_tau(s) == sweep[sweep > -4.0][0]
+    assert lid_pipeline.widest_log_tau(_counts(s)) == sweep[sweep > -4.0][0]
