@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import configured, report
-from jaxood import detectors, diffusion, io, train
+from experiments import configured, tables
+from jaxood import detectors, diffusion, io, plots, train
 
 STAGE = "score_model"
 
@@ -110,7 +110,7 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
             s: diffusion.sample_images(model, params[s], key, num)
             for s in config.settings
         }
-        print(report.diffusion_report(config, workdir, results, samples, command))
+        print(write_report(config, workdir, results, samples, command))
 
 
 def curve_t0s(sc) -> np.ndarray:
@@ -247,3 +247,28 @@ def _mean_and_interval(values: np.ndarray) -> dict:
     """Mean with a 95 % normal interval, and the count."""
     half = 1.96 * np.std(values) / np.sqrt(len(values))
     return {"mean": float(np.mean(values)), "half_width": float(half), "n": len(values)}
+
+
+def write_report(config, workdir: Path, results, samples, command) -> str:
+    """Writes ``report.md`` with the tables, samples, FLIPD-vs-t0 curves and a
+    likelihood-vs-FLIPD scatter; returns the stdout table."""
+    figures = {}
+    for setting, s in results["settings"].items():
+        plots.image_grid(samples[setting], workdir / f"samples_{setting}.png",
+                        f"{setting}: probability-flow ODE samples")  # fmt: skip
+        scores = dict(np.load(workdir / setting / "scores.npz"))
+        knee, names = s["t0s"].index(s["t0_knee"]), list(s["curves"])
+        label = {n: n.removeprefix("ood/") for n in names}
+        plots.line_panels([
+            {"series": {label[n]: (s["curve_t0s"], s["curves"][n]) for n in names},
+             "xscale": "log", "xlabel": "t0", "ylabel": "mean FLIPD",
+             "vline": s["t0_knee"]},
+            {"series": {label[n]: (scores[f"{n}/log_p"], scores[f"{n}/flipd"][:, knee])
+                        for n in names}, "scatter": True,
+             "xlabel": "log p(y) [nats]", "ylabel": f"FLIPD, t0 = {s['t0_knee']:.3g}"},
+        ], workdir / f"flipd_{setting}.png", width=5.5, height=4)  # fmt: skip
+        figures[f"samples, {setting}"] = f"samples_{setting}.png"
+        figures[f"FLIPD, {setting}"] = f"flipd_{setting}.png"
+    title = f"{config.name}: diffusion OOD report"
+    block = tables.diffusion_block(results)
+    return tables.write_report(workdir, title, block, figures, command)

@@ -22,8 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import configured, flow_pipeline, report, vae_pipeline
-from jaxood import data, detectors, io, metrics
+from experiments import configured, flow_pipeline, vae_pipeline
+from experiments import tables as generated  # (here a table is a statistics table)
+from jaxood import data, detectors, io, metrics, plots
 
 FIT = "fit"  # the table of ID training statistics; nothing else is fit on
 FLOW = "glow"  # the flow family's feature prefix; the VAEs use their model names
@@ -291,4 +292,20 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         results["settings"][setting] = evaluate(config, tables, images)
     io.write_json(workdir / "results.json", results)
     if mode in ("report", "all"):
-        print(report.dose_report(config, workdir, results, command))
+        print(write_report(config, workdir, results, command))
+
+
+def write_report(config, workdir: Path, results: dict, command: str) -> str:
+    """Writes ``report.md`` with the DoSE tables and a heat map of the single-
+    feature AUROCs; returns the tables."""
+    for setting, s in results["settings"].items():
+        single = s["ablation"]["single_feature"]
+        oods = list(next(iter(single.values())))
+        grid = np.array([[v[o] for o in oods] for v in single.values()])
+        plots.auroc_heatmap(grid, list(single), oods,
+                            workdir / f"single_features_{setting}.png",
+                            f"{setting}: AUROC of DoSE on one feature")  # fmt: skip
+    figures = {f"single features, {s}": f"single_features_{s}.png"
+               for s in results["settings"]}  # fmt: skip
+    title, block = f"{config.name}: density of states", generated.dose_block(results)
+    return generated.write_report(workdir, title, block, figures, command)

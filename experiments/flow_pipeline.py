@@ -22,8 +22,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import configured, flow_baselines, lid_pipeline, report, tables
-from jaxood import checkpoint, data, detectors, flows, io, metrics, train
+from experiments import configured, flow_baselines, lid_pipeline, tables
+from jaxood import checkpoint, data, detectors, flows, io, metrics, plots, train
 from jaxood.data import sources
 from jaxood.flows import losses
 
@@ -31,6 +31,8 @@ STAGES = ("general", "id", "id_outlier")
 # Schirrmeister et al.'s detectors and DoSE; the baselines are flow_baselines'.
 # Definitions: docs/detectors.md.
 DETECTORS = ("likelihood", "final_scale", "llr", "llr_outlier", "dose")
+PLOTTED = ("likelihood", "final_scale", "llr", "ren_llr", "waic", "complexity_png")
+GROUPED = ("typicality", "klods_image_k2")  # drawn against the group size
 
 
 def build_model(config) -> flows.Glow:
@@ -459,7 +461,7 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         results = lid_pipeline.run(
             model, params, sets, out, lc, config.data.id_dataset, summary
         )
-        print(report.write_report(out, f"{config.name}: LID dual threshold",
+        print(tables.write_report(out, f"{config.name}: LID dual threshold",
                                   tables.lid_block(results), {"LID": "lid.png"},
                                   command))  # fmt: skip
         return
@@ -473,4 +475,66 @@ def run(config, workdir: Path, mode: str, command: str) -> None:
         )
     results = score_all(config, workdir, sets, params)
     if mode in ("report", "all"):
-        print(report.flow_report(config, workdir, results, params, command))
+        print(write_report(config, workdir, results, params, command))
+
+
+def write_report(config, workdir: Path, results: dict, params: dict, command: str):
+    """``report.md`` with ROC curves, histograms, AUROC against the group size,
+    training curves, samples and (with snapshots) the ratio against the length of
+    training; returns the compact table for stdout."""
+    m, groups, axis = results["metrics"], results["groups"], plots.AUROC_LIMITS
+    scores, sets = dict(np.load(workdir / "scores.npz")), list(m["likelihood"])
+    plots.roc_and_histograms(
+        {d: (scores[f"id_test/{d}"], {o: scores[f"ood/{o}/{d}"] for o in sets})
+         for d in PLOTTED if d in m}, workdir / "scores.png")  # fmt: skip
+    plots.training_curves({s: workdir / s for s in results["training"]}, "bpd",
+                          workdir / "training.png")  # fmt: skip
+    sizes = [1] + [int(size) for size in groups]  # 1: the point-wise AUROC
+
+    def curve(d, o):  # mean ± std over the shuffles
+        per = [g["auroc"][d][o] for g in groups.values()]
+        return (
+            sizes,
+            [m[d][o]["auroc"]] + [g["mean"] for g in per],
+            [0] + [g["std"] for g in per],
+        )
+
+    plots.line_panels(
+        [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": axis,
+          "series": {o: curve(d, o) for o in sets}} for d in GROUPED],
+        workdir / "groups.png")  # fmt: skip
+    model, rc = build_model(config), config.report
+    for stage in ("id", "general"):
+        x = flows.sample(model, params[stage], jax.random.key(config.seed),
+                         rc.num_samples, rc.sample_temperature)  # fmt: skip
+        title = f"{stage} model, temperature {rc.sample_temperature}"
+        path = workdir / f"samples_{stage}.png"
+        plots.image_grid(np.asarray(data.to_uint8(x)), path, title)
+    figures = {
+        "ROC curves and score histograms": "scores.png",
+        "AUROC against group size": "groups.png", "Training curves": "training.png",
+        "ID samples": "samples_id.png", "General samples": "samples_general.png",
+    }  # fmt: skip
+    if "training_length" in results:  # llr AUROC against each model's steps
+        plots.line_panels(
+            [{"xlabel": f"{stage} model: training steps", "ylabel": "llr AUROC",
+              "ylim": axis, "series": {
+                  o: ([int(s) for s in rows], [r["llr"][o] for r in rows.values()])
+                  for o in next(iter(rows.values()))["llr"]}}
+             for stage, rows in results["training_length"].items()],
+            workdir / "length.png")  # fmt: skip
+        figures["Likelihood ratio against the length of training"] = "length.png"
+    missing = [d for d in ("ren_llr", "waic") if d not in m]
+    block = tables.flow_block(results) + (
+        f"\n\nNot scored (their models are not here): {missing}." * bool(missing)
+    )
+    title = f"{config.name}: Glow OOD report"
+    tables.write_report(workdir, title, block, figures, command)
+    return (
+        f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"
+        + tables.md_table(["detector", *sets], tables.auroc_rows(
+            m, sets, lambda v: f"{v['auroc']:.3f}"))
+        + "\n\n"
+        + tables.md_table(["detector", "M", *sets],
+                          tables.group_rows(groups, GROUPED, sets))
+    )  # fmt: skip

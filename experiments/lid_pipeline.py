@@ -22,7 +22,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxood import batching, data, detectors, flows, io, lid, metrics, parallel, plots
 
@@ -50,21 +49,7 @@ def _spectra_of(model, params, x) -> dict[str, np.ndarray]:
     return {"s": s, "log_p": log_p.astype(np.float64)}
 
 
-def _resumable(fn, images, path: Path, desc: str) -> dict[str, np.ndarray]:
-    """``fn(model-space batch) -> {name: rows}`` over ``images`` in batches of
-    :data:`BATCH`, appended to ``path`` (.npz) after each: a rerun resumes, and one
-    with more images computes only the new ones."""
-    done = dict(np.load(path)) if path.exists() else {}
-    start = len(next(iter(done.values()))) if done else 0
-    for begin in tqdm(range(start, len(images), BATCH), desc=desc, disable=None):
-        new = fn(data.to_model_space(images[begin : begin + BATCH]))
-        done = {k: np.concatenate([done[k], v]) if done else v for k, v in new.items()}
-        np.savez(path.with_suffix(".tmp.npz"), **done)
-        path.with_suffix(".tmp.npz").replace(path)
-    return {k: v[: len(images)] for k, v in done.items()}
-
-
-def _lidl_of(model, params, x) -> np.ndarray:
+def _lidl_of(model, params, x) -> dict[str, np.ndarray]:
     """Smooth LID (LIDL) of a model-space batch at every δ in :data:`DELTAS`.
 
     One SVD with right singular vectors per image serves all 50 scales.
@@ -86,7 +71,7 @@ def _lidl_of(model, params, x) -> np.ndarray:
         return sweep(spectrum, z0, jnp.asarray(DELTAS))
 
     curves = batching.map_batches(curves_of, x, len(x), desc="lidl")
-    return curves.astype(np.float64)
+    return {"lidl": curves.astype(np.float64)}
 
 
 def run(
@@ -112,14 +97,15 @@ def run(
         "id_test": sets["id_test"][: lc.num_eval],
         **{name: sets[name][: lc.num_eval] for name in ood_sets},
     }
+    key = {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
+
+    def rows(fn, images, file, desc):  # resumable: appended after every batch
+        model_space = lambda x: fn(model, params, data.to_model_space(x))  # noqa: E731
+        return io.resumable_rows(out / file, key, model_space, images, BATCH, desc)
+
     spectra, dropped = {}, {}
     for name, images in chosen.items():
-        got = _resumable(
-            lambda x: _spectra_of(model, params, x),
-            images,
-            out / f"{name.replace('/', '_')}.npz",
-            name,
-        )
+        got = rows(_spectra_of, images, f"{name.replace('/', '_')}.npz", name)
         keep = ~np.isnan(got["s"]).any(axis=1)
         spectra[name] = {k: v[keep] for k, v in got.items()}
         dropped[name] = np.flatnonzero(~keep).tolist()
@@ -170,7 +156,8 @@ def run(
         "fixed_tau": {},
         "tau_sweep": _lid_only_sweep(spectra, counts, ood_sets),
     }
-    widest = widest_log_tau(counts["validation"])
+    widest = lid.widest_log_tau(spectra["validation"]["s"], SWEEP)
+    results["rank_and_both"] = _rank_and_both(spectra, (log_tau, widest), ood_sets)
     others = [(f"{f:g}", f) for f in map(float, lc.fixed_log_taus)]
     for label, fixed in [*others, (f"{widest:.2f} (widest ID LID)", widest)]:
         at_fixed, fixed_pairs = _dual_threshold(spectra, fixed, ood_sets, lc)
@@ -183,10 +170,10 @@ def run(
         "count": lc.num_lidl,
         "mean_curves": {
             name: np.delete(  # the images dropped above have no LIDL either
-                _resumable(
-                    lambda x: {"lidl": _lidl_of(model, params, x)},
+                rows(
+                    _lidl_of,
                     chosen[name][: lc.num_lidl],
-                    out / f"lidl_{name.replace('/', '_')}.npz",
+                    f"lidl_{name.replace('/', '_')}.npz",
                     f"LIDL {name}",
                 )["lidl"],
                 [i for i in dropped[name] if i < lc.num_lidl],
@@ -220,32 +207,42 @@ def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
     return lids, pairs
 
 
-def widest_log_tau(counts: np.ndarray) -> float:
-    """The log τ of :data:`SWEEP` at which the LID of these (ID validation) images
-    varies most, by standard deviation: a τ chosen without OOD data.
+def _rank_and_both(spectra, log_taus, ood_sets) -> dict:
+    """Rank-AND over log p and the threshold LID at each of ``log_taus`` (one τ of
+    each rule: calibrated and widest), every CDF fit on the validation images: one
+    score from ID data alone. AUROC with a 95 % bootstrap interval per OOD set."""
+    lids = {k: [np.asarray(lid.threshold_lid(v["s"], t), np.float64)
+                for t in log_taus] for k, v in spectra.items()}  # fmt: skip
+    rule = detectors.rank_and_detector()
+    stats = rule.fit(spectra["validation"]["log_p"], *lids["validation"])
 
-    Args:
-        counts: ``(N, len(SWEEP))`` threshold LID of each image at each log τ.
-    """
-    return float(SWEEP[np.argmax(np.std(counts, axis=0))])
+    def score(name):
+        return rule.score(stats, spectra[name]["log_p"], *lids[name])
+
+    pairs = {name.removeprefix("ood/"): metrics.summary(score("id_test"), score(name),
+                                                        ci_resamples=1000)
+             for name in ood_sets}  # fmt: skip
+    return {"log_taus": [float(t) for t in log_taus], "pairs": pairs}
 
 
 def _lid_only_sweep(spectra, counts, ood_sets) -> dict:
     """The LID-only AUROC of each OOD set at every log τ of :data:`SWEEP` (where
-    the spectra separate the pair) and the dual envelope at the best of them. τ is
+    the spectra separate the pair) and, at the best of them, the dual envelope. τ is
     read off the test pair itself: a bound on what a threshold gives, not a
     detector. ``counts``: ``{set: (N, len(SWEEP))}`` threshold LID."""
-    out = {"log_taus": SWEEP.tolist(), "lid_only": {}, "envelope_at_best": {}}
+    out = {"log_taus": SWEEP.tolist(), "lid_only": {}, "best": {}}
     for name in ood_sets:
         ood, pair = name.removeprefix("ood/"), (counts["id_test"], counts[name])
         curve = [metrics.auroc(detectors.lid_only(a), detectors.lid_only(b))
                  for a, b in zip(pair[0].T, pair[1].T, strict=True)]  # fmt: skip
-        best = int(np.argmax(curve))
-        out["lid_only"][ood] = curve
-        out["envelope_at_best"][ood] = detectors.envelope_auroc(
+        best = int(np.argmax(curve))  # the first of equal ones
+        envelope = detectors.envelope_auroc(
             spectra["id_test"]["log_p"], pair[0][:, best],
             spectra[name]["log_p"], pair[1][:, best],
         )["reported"]  # fmt: skip
+        out["lid_only"][ood] = curve
+        out["best"][ood] = {"log_tau": float(SWEEP[best]), "lid_only": curve[best],
+                            "envelope": envelope}  # fmt: skip
     return out
 
 
@@ -264,6 +261,6 @@ def _plots(out: Path, spectra, lids, results, ood_sets) -> None:
          "xlabel": "δ = log σ",
          "ylabel": f"mean LIDL ({lidl['count']} images per set)"},
         {"series": {o: (SWEEP, a) for o, a in results["tau_sweep"]["lid_only"].items()},
-         "vline": results["log_tau"], "xlabel": "log τ", "ylim": (-0.02, 1.02),
+         "vline": results["log_tau"], "xlabel": "log τ", "ylim": plots.AUROC_LIMITS,
          "ylabel": "LID-only AUROC (τ chosen on the test pair)"},
     ], out / "lid.png", width=5, height=4)  # fmt: skip

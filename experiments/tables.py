@@ -1,4 +1,5 @@
-"""The generated blocks of README.md and experiments/README.md.
+"""The generated blocks of README.md and experiments/README.md, and each run's
+``report.md``.
 
     python -m experiments.tables [--collect runs]
 
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
+
+from jaxood import io
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_REL = "experiments/results/"
@@ -37,6 +39,12 @@ COMMANDS = {
     "glow_fmnist_general_images_lid": "glow_fmnist.py:general_images --mode lid",
     "glow_mnist_5k_general_images_lid":
         "glow_fmnist.py:mnist_5k,general_images --mode lid",
+    "glow_fmnist_general_images_2000_lid": "glow_fmnist.py:general_images --mode lid "
+        "--config.lid.num_eval=2000 "
+        "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
+    "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
+        "--mode lid --config.lid.num_eval=1000 "
+        "--config.checkpoints=runs/glow_mnist_5k_general_images",
     "vae_ood": "vae_ood.py",
     "dose_fmnist": "dose_fmnist.py",
     "diffusion_fmnist": "diffusion_fmnist.py",
@@ -52,8 +60,6 @@ def _source_of(name: str, args: str) -> tuple[str, str]:
 
 
 SOURCES = {name: _source_of(name, args) for name, args in COMMANDS.items()}
-SETS = ("mnist_5k", "fashion_mnist", "animal_mnist", "uniform_noise", "constant",
-        "fashion_mnist_vflip", "fashion_mnist_inverted")  # fmt: skip
 REFERENCES = json.loads((ROOT / "experiments" / "references.json").read_text())
 HEADLINE = {
     "likelihood": "Glow −log p(x)",
@@ -76,10 +82,10 @@ def md_table(header: str | list[str], rows: list[list]) -> str:
 
 
 def interval(m: dict) -> str:
-    """``0.912 [0.900, 0.930]`` from a ``metrics.summary`` dict."""
-    if "auroc_ci_low" not in m:
-        return f"{m['auroc']:.3f}"
-    return f"{m['auroc']:.3f} [{m['auroc_ci_low']:.3f}, {m['auroc_ci_high']:.3f}]"
+    """``0.912 [0.900, 0.930]`` from a ``metrics.summary`` dict (the AUROC alone
+    where it holds no interval)."""
+    ends = [m[f"auroc_ci_{e}"] for e in ("low", "high") if f"auroc_ci_{e}" in m]
+    return f"{m['auroc']:.3f}" + (" [{:.3f}, {:.3f}]".format(*ends) if ends else "")
 
 
 def auroc_rows(per_detector: dict, sets, cell=interval) -> list[list]:
@@ -94,14 +100,20 @@ def group_rows(groups: dict, detectors, sets) -> list[list]:
             for d in detectors for m, g in groups.items()]  # fmt: skip
 
 
-def ordered(names) -> list[str]:
-    """Set names in the tables' column order; sets we do not know come last."""
-    return [s for s in SETS if s in names] + [s for s in names if s not in SETS]
-
-
 def with_source(block: str, command: str, file: str) -> str:
     """``block`` under the command and the results file that produced it."""
     return f"Command: `{command}`; results: `{file}`.\n\n{block}"
+
+
+def write_report(
+    workdir: Path, title: str, block: str, figures: dict, command: str
+) -> str:
+    """``workdir/report.md``: the title, the command, the generated ``block``, then
+    the figures ``{caption: file}``; returns the block for stdout."""
+    images = "".join(f"\n\n![{caption}]({file})" for caption, file in figures.items())
+    text = with_source(block, command, "results.json")
+    (workdir / "report.md").write_text(f"# {title}\n\n{text}{images}\n")
+    return f"(plots in {workdir / 'report.md'})\n\n{block}"
 
 
 def _anchors(section: str, setting: str) -> list[str]:
@@ -119,14 +131,14 @@ def _sizes(s: dict, oods) -> str:
 def flow_block(r: dict) -> str:
     """Training, point-wise and group AUROCs of a flow run, next to the anchors."""
     m, bpd, groups = r["metrics"], r["bpd"], r["groups"]
-    sets = ordered(m["likelihood"])
+    sets = list(m["likelihood"])
     training = [[s, t["steps"], f"{t['train_seconds'] / 60:.0f}", f"{t['val_bpd']:.3f}",
                  f"{bpd[s]['id_test']:.3f}", f"`{t.get('restored_from', '-')}`"]
                 for s, t in r["training"].items()]  # fmt: skip
     n, size = m["likelihood"][sets[0]], next(iter(groups))
     first = groups[size]["auroc"]["typicality"][sets[0]]
 
-    def ours(d, o, k):
+    def ours(d, o, k):  # M = 1: the point-wise AUROC
         return m[d][o]["auroc"] if k == "1" else groups[k]["auroc"][d][o]["mean"]
 
     anchors = [[d, o, k, f"{ours(d, o, k):.3f}", v, src]
@@ -172,38 +184,33 @@ def _training_length(sweep: dict, sets) -> list[str]:
     return parts
 
 
-SETTING = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}
-
-
 def lid_block(r: dict) -> str:
     """Dual-threshold AUROCs at the calibrated and the fixed τ, mean LID per set."""
-    c, lidl = r["counts"], r["lidl"]
+    c, lidl, m = r["counts"], r["lidl"], r["id_model"]
     at = min(range(len(lidl["deltas"])), key=lambda i: abs(lidl["deltas"][i] + 2.0))
     keys = ("likelihood", "envelope_reported", "rank_and", "lid_only")
-    setting = SETTING[r.get("setting", "fashion_mnist")]
-    taus = {f"{r['log_tau']:.2f} (calibrated)": r["pairs"]} | {
-        t: v["pairs"] for t, v in r.get("fixed_tau", {}).items()
-    }
+    setting = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}[r["setting"]]
+    taus = {f"{r['log_tau']:.2f} (calibrated)": r["pairs"]}
+    taus |= {t: v["pairs"] for t, v in r["fixed_tau"].items()}
     pairs = [[f"{setting}→{p}", t] + [_lid_cell(v, k) for k in keys]
              for t, per in taus.items() for p, v in per.items()]  # fmt: skip
-    curves = lidl["mean_curves"]
+    both = r["rank_and_both"]  # one score over log p and the LID at two τ
+    pairs += [[f"{setting}→{p}", " and ".join(f"{t:.2f}" for t in both["log_taus"]),
+               _lid_cell(r["pairs"][p], "likelihood"), "", interval(v), ""]
+              for p, v in both["pairs"].items()]  # fmt: skip
     means = [[k.removeprefix("ood/"), c[k], f"{v:.0f}"]
-             + [f"{f['mean_lid'][k]:.0f}" for f in r.get("fixed_tau", {}).values()]
-             + [f"{curves[k][at]:.0f}" if k in curves else ""]
+             + [f"{f['mean_lid'][k]:.0f}" for f in r["fixed_tau"].values()]
+             + [f"{lidl['mean_curves'][k][at]:.0f}" if k in lidl["mean_curves"] else ""]
              for k, v in r["mean_lid"].items()]  # fmt: skip
-    fixed = [f"mean LID at log τ = {t}" for t in r.get("fixed_tau", {})]
-    model = [  # (results written before it was measured hold none)
-        f"ID model: {m['steps']} steps, {m['val_bpd']:.3f} bits/dim on validation, "
-        f"{m['test_bpd']:.3f} on {m['test_images']} test images."
-        for m in filter(None, [r.get("id_model")])
-    ]
+    fixed = [f"mean LID at log τ = {t}" for t in r["fixed_tau"]]
     return "\n\n".join([
-        *model,
+        f"ID model: {m['steps']} steps, {m['val_bpd']:.3f} bits/dim on validation, "
+        f"{m['test_bpd']:.3f} on {m['test_images']} test images.",
         f"log τ = {r['log_tau']:.2f}: the mean LID of {c['calibration']} training "
         f"images ({r['calibrated_mean_lid']:.1f}) meets the lPCA target "
         f"{r['lpca_target']:.1f}; rank-AND CDFs from {c['validation']} validation "
         f"images; LIDL from {lidl['count']} images per set. AUROC, OOD positive, "
-        "95 % bootstrap interval where the results hold one:",
+        "95 % bootstrap interval:",
         md_table("pair | log τ | likelihood | dual: envelope | dual: rank-AND | "
                  "LID only", pairs),
         *_tau_sweep(r, setting),
@@ -214,16 +221,11 @@ def lid_block(r: dict) -> str:
 
 
 def _tau_sweep(r: dict, setting: str) -> list[str]:
-    """The highest LID-only AUROC over the log τ sweep (results written before it
-    was measured hold none)."""
-    if "tau_sweep" not in r:
-        return []
-    taus, rows = r["tau_sweep"]["log_taus"], []
-    for ood, curve in r["tau_sweep"]["lid_only"].items():
-        best = max(range(len(curve)), key=curve.__getitem__)
-        rows.append([f"{setting}→{ood}", _lid_cell(r["pairs"][ood], "lid_only"),
-                     f"{curve[best]:.3f}", f"{taus[best]:.2f}",
-                     f"{r['tau_sweep']['envelope_at_best'][ood]:.3f}"])  # fmt: skip
+    """The highest LID-only AUROC over the log τ sweep."""
+    taus = r["tau_sweep"]["log_taus"]
+    rows = [[f"{setting}→{ood}", _lid_cell(r["pairs"][ood], "lid_only"),
+             f"{b['lid_only']:.3f}", f"{b['log_tau']:.2f}", f"{b['envelope']:.3f}"]
+            for ood, b in r["tau_sweep"]["best"].items()]  # fmt: skip
     return [
         f"LID only at each of {len(taus)} log τ from {taus[0]:g} to {taus[-1]:g}, τ "
         "chosen on the test pair (a bound, not a detector), and the dual envelope "
@@ -234,14 +236,10 @@ def _tau_sweep(r: dict, setting: str) -> list[str]:
 
 
 def _lid_cell(pair: dict, key: str) -> str:
-    """An AUROC of a LID pair, with its interval where the results have one
-    (results written before intervals hold bare floats)."""
-    value = pair[key]
-    if f"{key}_ci_low" in pair:
-        value = {"auroc": value} | {
-            f"auroc_ci_{end}": pair[f"{key}_ci_{end}"] for end in ("low", "high")
-        }
-    return interval(value) if isinstance(value, dict) else f"{value:.3f}"
+    """An AUROC of a LID pair with its interval (the envelope's sit beside it)."""
+    ends = {f"auroc_ci_{e}": pair.get(f"{key}_ci_{e}") for e in ("low", "high")}
+    return interval(pair[key] if isinstance(pair[key], dict) else
+                    {"auroc": pair[key]} | ends)  # fmt: skip
 
 
 def vae_block(r: dict) -> str:
@@ -381,7 +379,7 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
     """The README's table: a few detectors of each family on every pair."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
     reverse, g_rev = mnist["metrics"], mnist["groups"]["5"]["auroc"]
-    sets = ordered(m["likelihood"])
+    sets = list(m["likelihood"])
     rows = [[label] + [f"{m[d][s]['auroc']:.3f}" for s in sets]
             + [f"{reverse[d]['fashion_mnist']['auroc']:.3f}"]
             for d, label in HEADLINE.items() if d in m]  # fmt: skip
@@ -392,11 +390,9 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
     by = {k: v["dose"][next(iter(v["dose"]))]["all"]
           for k, v in (dose or {"settings": {}})["settings"].items()}  # fmt: skip
     if by and set(sets) <= set(by["fashion_mnist"]):
-        rows.append(
-            ["DoSE over the Glows' and VAEs' statistics"]
-            + [f"{by['fashion_mnist'][s]['auroc']:.3f}" for s in sets]
-            + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"]
-        )
+        rows.append(["DoSE over the Glows' and VAEs' statistics"]
+                    + [f"{by['fashion_mnist'][s]['auroc']:.3f}" for s in sets]
+                    + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"])  # fmt: skip
     hole = [f"{p.replace('→', ' → ')} {v['vanilla']['hole']['auroc']:.3f}"
             for p, v in (vae or {"pairs": {}})["pairs"].items()]  # fmt: skip
     return (
@@ -442,11 +438,9 @@ def general_sets_block(r: dict) -> str:
 
 def render(name: str):
     """The block function of a results file, by its name."""
-    for prefix, block in (("vae", vae_block), ("dose", dose_block),
-                          ("diffusion", diffusion_block)):  # fmt: skip
-        if name.startswith(prefix):
-            return block
-    return lid_block if name.endswith("_lid") else flow_block
+    family = {"vae": vae_block, "dose": dose_block, "diffusion": diffusion_block}
+    default = lid_block if name.endswith("_lid") else flow_block
+    return family.get(name.split("_")[0], default)
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
@@ -454,15 +448,12 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
     (a README may hold only the blocks whose results file is committed)."""
     r = {n: json.loads((results_dir / f"{n}.json").read_text())
          for n in SOURCES if (results_dir / f"{n}.json").is_file()}  # fmt: skip
-    out = {"experiments/README.md": {}, "README.md": {}}
-    for n in r:
-        block = render(n)(r[n])
-        out["experiments/README.md"][n] = with_source(
-            block, SOURCES[n][1], f"{RESULTS_REL}{n}.json"
-        )
+    experiments = {n: with_source(render(n)(r[n]), SOURCES[n][1],
+                                  f"{RESULTS_REL}{n}.json") for n in r}  # fmt: skip
+    out = {"experiments/README.md": experiments, "README.md": {}}
     compared = {n: r[n] for runs in GENERAL_SETS.values() for n in runs if n in r}
     if {"glow_fmnist", "glow_fmnist_general_images"} <= set(compared):
-        out["experiments/README.md"]["general_sets"] = general_sets_block(compared)
+        experiments["general_sets"] = general_sets_block(compared)
     if {"glow_fmnist", "glow_mnist_5k"} <= set(r):
         glow, vae, mnist = r["glow_fmnist"], r.get("vae_ood"), r["glow_mnist_5k"]
         out["README.md"]["headline"] = headline(glow, vae, mnist, r.get("dose_fmnist"))
@@ -482,14 +473,11 @@ def replace_blocks(text: str, new: dict[str, str]) -> str:
 
 def collect(runs: Path, results_dir: Path = RESULTS) -> list[str]:
     """Copies the results of finished runs under ``runs`` into ``results_dir``."""
-    copied = []
-    for name, (file, _) in SOURCES.items():
-        if (runs / file).is_file():
-            tmp = results_dir / f"{name}.json.tmp"
-            shutil.copy(runs / file, tmp)
-            tmp.replace(results_dir / f"{name}.json")
-            copied.append(name)
-    return copied
+    found = [name for name, (file, _) in SOURCES.items() if (runs / file).is_file()]
+    for name in found:  # through a temporary file: never half-written
+        results = json.loads((runs / SOURCES[name][0]).read_text())
+        io.write_json(results_dir / f"{name}.json", results)
+    return found
 
 
 def main(argv=None) -> None:

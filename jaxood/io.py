@@ -13,7 +13,8 @@ an unfinished one, refuses a directory made with another fingerprint, and restor
 stage from other folders (shipped checkpoints ``<stage>/params``, other runs'
 ``<stage>/final_params``) whose ``config.json`` holds the same fingerprint. Outputs
 computed from trained models are cached next to the key they were computed for
-(:func:`cached_arrays`; :func:`is_cached` and :func:`mark_cached` for other files).
+(:func:`cached_arrays`; :func:`is_cached` and :func:`mark_cached` for other files;
+:func:`resumable_rows` for long per-example work that resumes batch by batch).
 :func:`write_json` and :func:`save_arrays` write through a temporary file and a
 rename; params through :func:`jaxood.checkpoint.save_params`, which checks them on
 every restore.
@@ -39,6 +40,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from jaxood import checkpoint, parallel, train
 
@@ -96,6 +98,40 @@ def cached_arrays(
         save_arrays(path, compute())
         mark_cached(key_file, key)
     return dict(np.load(path))
+
+
+def resumable_rows(
+    path: Path,
+    key: dict,
+    fn: Callable[[np.ndarray], dict],
+    inputs: np.ndarray,
+    batch_size: int,
+    desc: str = "rows",
+) -> dict[str, np.ndarray]:
+    """``fn(batch) -> {name: rows}`` over ``inputs`` in batches, the rows appended to
+    ``path`` (.npz) after every batch: an interrupted run resumes where it stopped
+    and a later one with more inputs computes only the new rows (for work that
+    takes hours, such as exact LID spectra).
+
+    The rows belong to ``key`` (recorded in ``<path stem>.key.json``); rows
+    computed for another key are discarded, not mixed with new ones.
+
+    Returns:
+        The first ``len(inputs)`` rows of each name.
+    """
+    key_file = path.with_name(path.stem + ".key.json")
+    done = {}
+    if path.exists() and is_cached(key_file, key, [path]):
+        done = dict(np.load(path))
+    start = len(next(iter(done.values()))) if done else 0
+    for begin in tqdm(range(start, len(inputs), batch_size), desc=desc, disable=None):
+        new = fn(inputs[begin : begin + batch_size])
+        done = {k: np.concatenate([done[k], v]) if done else v for k, v in new.items()}
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, **done)  # uncompressed: rewritten after every batch
+        tmp.replace(path)
+        mark_cached(key_file, key)
+    return {k: v[: len(inputs)] for k, v in done.items()}
 
 
 def _holds(stage: Path, fingerprint: dict) -> bool:

@@ -19,6 +19,8 @@ import numpy as np
 
 from jaxood import metrics
 
+AUROC_LIMITS = (-0.02, 1.02)  # an AUROC axis on which 0 and 1 stay visible
+
 
 @functools.cache  # choose the backend once, not at every figure
 def pyplot():

@@ -57,6 +57,24 @@ def test_rank_and_score_and_lid_only(paradox):
     assert metrics.auroc(detectors.lid_only(lid_in), detectors.lid_only(lid_out)) > 0.95
 
 
+def test_rank_and_over_several_lids_takes_the_rarest_statistic():
+    rng = np.random.default_rng(3)
+    val = rng.normal(0, 1, 200), rng.normal(0, 1, 200), rng.normal(0, 1, 200)
+    rule = detectors.rank_and_detector()
+    stats = rule.fit(*val)
+    # Typical in likelihood and the first LID, far below the second LID's range.
+    point = np.array([0.0]), np.array([0.0]), np.array([-9.0])
+    assert rule.score(stats, *point)[0] == 0.0  # F = 0: as anomalous as possible
+    assert rule.score(rule.fit(*val[:2]), *point[:2])[0] < -0.3  # not without it
+    x = rng.normal(0, 1, (3, 50))
+    cdfs = [np.mean(v[None] <= c[:, None], axis=1) for v, c in zip(val, x, strict=True)]
+    np.testing.assert_allclose(rule.score(stats, *x), -np.min(cdfs, axis=0))
+    with pytest.raises(ValueError, match="fit on 2 LIDs, scored 1"):
+        rule.score(stats, *x[:2])
+    with pytest.raises(ValueError, match="at least one LID"):
+        rule.fit(val[0])
+
+
 def test_every_report_of_one_pair(paradox):
     lik_in, lid_in, lik_out, lid_out = paradox
     rng = np.random.default_rng(2)

@@ -225,11 +225,18 @@ def test_lid_results(runs):
         assert r["envelope_reported_ci_low"] <= r["envelope_reported_ci_high"]
     assert (runs / "glow_fmnist" / "lid" / "lid.png").stat().st_size > 0
     assert any(k.endswith("(widest ID LID)") for k in results["fixed_tau"])
+    both = results["rank_and_both"]  # one score: log p and the LID at two τ
+    assert both["log_taus"][0] == results["log_tau"] and len(both["log_taus"]) == 2
+    assert set(both["pairs"]) == set(results["pairs"])
+    for r in both["pairs"].values():
+        assert r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"]
     sweep = results["tau_sweep"]  # LID only at every τ; the envelope at the best
     for ood, curve in sweep["lid_only"].items():
         assert len(curve) == len(sweep["log_taus"]) == 50
         assert all(0 <= a <= 1 for a in curve)
-        assert sweep["envelope_at_best"][ood] >= max(curve) - 1e-9
+        best = sweep["best"][ood]
+        assert best["lid_only"] == max(curve) <= best["envelope"] + 1e-9
+        assert best["log_tau"] == sweep["log_taus"][curve.index(max(curve))]
     report = (runs / "glow_fmnist" / "lid" / "report.md").read_text()
     assert "--mode lid" in report and "dual: envelope" in report and "lid.png" in report
 

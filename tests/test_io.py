@@ -159,6 +159,30 @@ def test_cached_arrays_compute_once_per_key(tmp_path):
     assert calls == [1.0, 2.0]  # the interrupted call changed nothing
 
 
+def test_resumable_rows_resume_extend_and_follow_their_key(tmp_path):
+    path, calls = tmp_path / "rows.npz", []
+
+    def fn(batch):
+        calls.append(len(batch))
+        return {"square": batch**2, "sum": batch.sum(axis=1)}
+
+    x = np.arange(20.0).reshape(10, 2)
+    first = io.resumable_rows(path, {"model": 1}, fn, x[:5], batch_size=2)
+    np.testing.assert_array_equal(first["square"], x[:5] ** 2)
+    assert calls == [2, 2, 1]
+    calls.clear()  # more inputs: only the new rows are computed
+    more = io.resumable_rows(path, {"model": 1}, fn, x, batch_size=2)
+    np.testing.assert_array_equal(more["sum"], x.sum(axis=1))
+    assert calls == [2, 2, 1]
+    calls.clear()  # fewer inputs: the first rows, nothing computed
+    assert len(io.resumable_rows(path, {"model": 1}, fn, x[:3], 2)["sum"]) == 3
+    assert calls == []
+    # Another key: the rows of the old one are discarded, not mixed in.
+    io.resumable_rows(path, {"model": 2}, lambda b: {"sum": -b.sum(axis=1)}, x, 4)
+    np.testing.assert_array_equal(np.load(path)["sum"], -x.sum(axis=1))
+    assert json.loads((tmp_path / "rows.key.json").read_text()) == {"model": 2}
+
+
 def test_epoch_batches_cover_each_epoch_once():
     batches = train.epoch_batches(np.arange(10), 3, seed=4)
     epoch = np.concatenate([batches(step) for step in range(3)])

@@ -150,6 +150,19 @@ def test_calibration_reaches_the_target():
         lid.calibrate_log_tau(s, target=41.0)
 
 
+def test_the_widest_tau_is_where_the_lid_of_the_points_varies_most():
+    # Two points, D = 2: LID (2, 2) below log τ = -4, (2, 1) between -4 and 0,
+    # (0, 0) above. The spread is largest (and equal) inside (-4, 0): the first
+    # grid point there.
+    s = np.array([[1.0, 1.0], [1.0, np.exp(-4.0)]])
+    grid = np.linspace(-10.0, 5.0, 50)
+    assert lid.widest_log_tau(s, grid) == grid[grid > -4.0][0]
+    with pytest.raises(ValueError, match="N ≥ 2"):
+        lid.widest_log_tau(s[:1], grid)
+    with pytest.raises(ValueError, match="NaN"):
+        lid.widest_log_tau(np.array([[1.0, np.nan], [1.0, 1.0]]), grid)
+
+
 def test_lpca_finds_the_subspace_dimension_and_matches_sklearn_pca():
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors

@@ -25,13 +25,8 @@ def test_the_sweep_finds_the_band_of_tau_that_separates_the_sets():
     inside = (log_taus > np.log(1e-4)) & (log_taus < 0)
     np.testing.assert_allclose(curve[inside], 1.0)  # OOD has the lower LID
     np.testing.assert_allclose(curve[~inside], 0.5)
-    assert sweep["envelope_at_best"]["x"] == 1.0
-
-
-def test_the_widest_tau_is_where_the_id_lid_varies_most():
-    # Two images, D = 2: LID (2, 2) below log τ = -4, (2, 1) between -4 and 0,
-    # (0, 0) above. The spread is largest (and equal) inside (-4, 0): the first
-    # grid point there.
-    s = np.array([[1.0, 1.0], [1.0, np.exp(-4.0)]])
-    sweep = lid_pipeline.SWEEP
-    assert lid_pipeline.widest_log_tau(_counts(s)) == sweep[sweep > -4.0][0]
+    assert sweep["best"]["x"] == {
+        "log_tau": log_taus[inside][0],
+        "lid_only": 1.0,
+        "envelope": 1.0,
+    }

@@ -139,15 +139,26 @@ def rank_and_detector() -> Detector:
 
     ``stats = fit(lik_val, lid_val)`` stores the ID validation distributions;
     ``score(stats, lik, lid)`` returns ``-min(F_L(lik), F_LID(lid))``, higher = OOD.
+    More LIDs (e.g. the threshold LID at two τ) enter the same way:
+    ``fit(lik_val, lid_val, lid2_val)``, ``score(stats, lik, lid, lid2)``, and the
+    minimum runs over every CDF (a point is as anomalous as its rarest statistic).
     """
 
-    def fit(lik_val, lid_val):
-        lik, lid = _pairs(lik_val, lid_val, "validation")
-        return {"likelihood": np.sort(lik), "lid": np.sort(lid)}
+    def fit(lik_val, *lid_vals):
+        if not lid_vals:
+            raise ValueError("rank-AND needs at least one LID besides the likelihood.")
+        columns = [_pairs(lik_val, lid, "validation") for lid in lid_vals]
+        return {"likelihood": np.sort(columns[0][0]),
+                "lid": [np.sort(lid) for _, lid in columns]}  # fmt: skip
 
-    def score(stats, lik, lid):
-        lik, lid = _pairs(lik, lid, "test")
-        return -np.minimum(_cdf(stats["likelihood"], lik), _cdf(stats["lid"], lid))
+    def score(stats, lik, *lids):
+        if len(lids) != len(stats["lid"]):
+            raise ValueError(f"fit on {len(stats['lid'])} LIDs, scored {len(lids)}.")
+        columns = [_pairs(lik, lid, "test") for lid in lids]
+        ranks = [_cdf(stats["likelihood"], columns[0][0])]
+        for fitted, (_, lid) in zip(stats["lid"], columns, strict=True):
+            ranks.append(_cdf(fitted, lid))
+        return -np.min(ranks, axis=0)
 
     return Detector(fit, score)
 

@@ -1,6 +1,6 @@
 """Local intrinsic dimension from Jacobian-vector products."""
 
-from jaxood.lid.calibration import calibrate_log_tau, lpca
+from jaxood.lid.calibration import calibrate_log_tau, lpca, widest_log_tau
 from jaxood.lid.estimators import lidl, threshold_lid
 from jaxood.lid.flow import (
     flatten_latents,
@@ -46,4 +46,5 @@ __all__ = [
     "threshold_lid_from",
     "unflatten_latents",
     "vae_decoder_spectra",
+    "widest_log_tau",
 ]
