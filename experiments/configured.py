@@ -30,18 +30,42 @@ def restore_sources(config) -> list[Path]:
     return [resolve(config.checkpoints)] if config.checkpoints else []
 
 
-def fit(stage: Path, *args, train_config, **options) -> tuple[object, dict]:
-    """:func:`jaxood.io.fit_stage` at the logging, evaluation and checkpoint
-    periods of ``train_config`` (a config's ``train`` block)."""
-    tc = train_config
-    return io.fit_stage(
-        stage,
-        *args,
-        eval_every=tc.eval_every,
-        log_every=tc.log_every,
-        checkpoint_every=tc.checkpoint_every,
-        **options,
-    )
+def train_stage(
+    config,
+    stage: Path,
+    fingerprint: dict,
+    template,
+    init_fn,
+    loss_fn,
+    optimizer,
+    batch_fn,
+    steps: int,
+    key,
+    evaluate,
+    final_metrics=None,
+    **options,
+):
+    """One stage's params: finished in ``stage``, restored from
+    ``config.checkpoints``, or trained now (resuming) at the periods of
+    ``config.train``; see :func:`jaxood.io.train_or_restore` and
+    :func:`jaxood.io.fit_stage` (``options``: ``select``, ``export``, ...).
+
+    ``init_fn()`` gives the starting params; it runs only when the stage trains (a
+    data-dependent init is a pass over images that a restore does not need). The
+    summary gets ``final_metrics(params)`` (default ``evaluate``) of the kept params.
+    """
+    tc = config.train
+
+    def train_fn():
+        params, summary = io.fit_stage(
+            stage, init_fn(), loss_fn, optimizer, batch_fn, steps, key, evaluate,
+            eval_every=tc.eval_every, log_every=tc.log_every,
+            checkpoint_every=tc.checkpoint_every, **options,
+        )  # fmt: skip
+        return params, summary | (final_metrics or evaluate)(params)
+
+    sources = restore_sources(config) if "checkpoints" in config else []
+    return io.train_or_restore(stage, fingerprint, template, train_fn, sources)
 
 
 def subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:

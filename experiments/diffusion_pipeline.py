@@ -62,29 +62,14 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     def val_loss(params):  # the same t, ε and dequantisation at every evaluation
         return loss(params, val_images, jax.random.key(seed))[0]
 
-    def train_fn():
-        return configured.fit(
-            run,
-            template,
-            loss,
-            optimizer,
-            train.epoch_batches(images, tc.batch_size, seed),
-            config.settings[setting].steps,
-            jax.random.key(seed),
-            lambda p: {"val_loss": float(val_loss(p))},
-            train_config=tc,
-            select="final",
-            description=f"{setting}/{STAGE}",
-            export=lambda state: train.ema_params(state.opt_state),
-        )
-
-    return io.train_or_restore(
-        run,
-        fingerprint(config, setting),
-        template,
-        train_fn,
-        configured.restore_sources(config),
-    )
+    return configured.train_stage(
+        config, run, fingerprint(config, setting), template, lambda: template, loss,
+        optimizer, train.epoch_batches(images, tc.batch_size, seed),
+        config.settings[setting].steps, jax.random.key(seed),
+        lambda p: {"val_loss": float(val_loss(p))}, select="final",
+        description=f"{setting}/{STAGE}",
+        export=lambda state: train.ema_params(state.opt_state),
+    )  # fmt: skip
 
 
 def run(config, workdir: Path, mode: str, command: str) -> None:
@@ -192,7 +177,7 @@ def summarise(config, scores: dict, training: dict) -> dict:
     """Bits/dim, the FLIPD curves and every detector's AUROC with intervals."""
     sc, num_dims = config.score, build_model(config).config.num_dims
     sets = [k.removesuffix("/log_p") for k in scores if k.endswith("/log_p")]
-    oods = [s.removeprefix("ood/") for s in sets if s.startswith("ood/")]
+    oods = [s for s in sets if s.startswith("ood/")]
     t0s = [float(t) for t in scores["t0s"]]
     knee = t0s.index(float(scores["t0_knee"]))
     results = {
@@ -219,27 +204,26 @@ def summarise(config, scores: dict, training: dict) -> dict:
         "mean_flipd": {s: scores[f"{s}/flipd"].mean(0).tolist() for s in sets},
         "pairs": {},
     }
-    lik_in, lid_in = scores["id_test/log_p"], scores["id_test/flipd"]
-    lik_val, lid_val = scores["id_val/log_p"], scores["id_val/flipd"]
+    log_p = {s: scores[f"{s}/log_p"] for s in sets}
+    per_t0 = [  # the envelope's interval at the knee alone (it refits per resample)
+        detectors.dual_threshold_pairs(
+            log_p, {s: scores[f"{s}/flipd"][:, j] for s in sets}, oods,
+            validation="id_val",
+            envelope_ci_resamples=sc.envelope_resamples if j == knee else 0,
+        )
+        for j in range(len(t0s))
+    ]  # fmt: skip
+    keys = {"flipd_only": "lid_only", "rank_and": "rank_and", "envelope": "envelope",
+            "envelope_reported": "envelope_reported"}  # fmt: skip
     for ood in oods:
-        lik_out, lid_out = scores[f"ood/{ood}/log_p"], scores[f"ood/{ood}/flipd"]
-        pair = {"per_t0": {}}
-        for j, t0 in enumerate(t0s):
-            r = detectors.dual_threshold_aurocs(
-                lik_in, lid_in[:, j], lik_out, lid_out[:, j], lik_val, lid_val[:, j],
-                envelope_ci_resamples=sc.envelope_resamples if j == knee else 0,
-            )  # fmt: skip
-            pair["likelihood"] = r["likelihood"]
-            pair["per_t0"][f"{t0:.4g}"] = {
-                "flipd_only": r["lid_only"],
-                "rank_and": r["rank_and"],
-                "envelope": r["envelope"],
-                "envelope_reported": r["envelope_reported"],
-            }
-            if j == knee:
-                pair["envelope_ci"] = [r["envelope_reported_ci_low"],
-                                       r["envelope_reported_ci_high"]]  # fmt: skip
-        results["pairs"][ood] = pair
+        at = [pairs[ood] for pairs in per_t0]
+        results["pairs"][ood.removeprefix("ood/")] = {
+            "per_t0": {f"{t0:.4g}": {k: r[v] for k, v in keys.items()}
+                       for t0, r in zip(t0s, at, strict=True)},
+            "likelihood": at[0]["likelihood"],
+            "envelope_ci": [at[knee][f"envelope_reported_ci_{e}"]
+                            for e in ("low", "high")],
+        }  # fmt: skip
     return results
 
 

@@ -120,62 +120,26 @@ def _validation(model, images):
     return evaluate
 
 
-def _stage(
-    config,
-    workdir,
-    stage,
-    model,
-    sets,
-    init_fn,
-    loss_fn,
-    batch_fn,
-    steps,
-    select="best",
-    weight_decay=None,
-):
-    """Trains (resuming) or restores one stage; returns its params.
-
-    ``init_fn()`` gives the starting params; it runs only when the stage trains
-    (a data-dependent init is a pass over images that a restore does not need).
-    """
+def _stage(config, workdir, stage, model, sets, init_fn, loss_fn, batch_fn, steps,
+           select="best", weight_decay=None):  # fmt: skip
+    """Trains (resuming) or restores one stage; returns its params."""
     tc = config.train
     val_images = sets["general_val" if stage == "general" else "id_val"]
-    evaluate = _validation(model, val_images[: tc.eval_images])
-
-    def train_fn():
-        optimizer = io.optimizer(
-            tc.learning_rate,
-            optimizer=tc.optimizer,
-            warmup_steps=tc.warmup_steps,
-            clip_norm=tc.clip_norm,
-            weight_decay=tc.weight_decay if weight_decay is None else weight_decay,
-        )
-        key = jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage))
-        params, summary = configured.fit(
-            workdir / stage,
-            init_fn(),
-            loss_fn,
-            optimizer,
-            batch_fn,
-            steps,
-            key,
-            evaluate,
-            train_config=tc,
-            select=select,
-            snapshot_steps=config.stages.snapshots
-            if stage in ("general", "id")
-            else (),
-        )
-        return params, summary | evaluate(params)
-
-    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
-    return io.train_or_restore(
-        workdir / stage,
-        fingerprint(config, stage),
-        template,
-        train_fn,
-        sources=configured.restore_sources(config),
+    optimizer = io.optimizer(
+        tc.learning_rate,
+        optimizer=tc.optimizer,
+        warmup_steps=tc.warmup_steps,
+        clip_norm=tc.clip_norm,
+        weight_decay=tc.weight_decay if weight_decay is None else weight_decay,
     )
+    key = jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage))
+    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
+    return configured.train_stage(
+        config, workdir / stage, fingerprint(config, stage), template, init_fn,
+        loss_fn, optimizer, batch_fn, steps, key,
+        _validation(model, val_images[: tc.eval_images]), select=select,
+        snapshot_steps=config.stages.snapshots if stage in ("general", "id") else (),
+    )  # fmt: skip
 
 
 def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:

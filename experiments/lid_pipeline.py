@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import batching, data, detectors, flows, io, lid, metrics, parallel, plots
+from jaxood import batching, data, detectors, flows, io, lid, parallel, plots
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
@@ -123,18 +123,27 @@ def run(
             )
         )
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
-    lids, pairs = _dual_threshold(spectra, log_tau, ood_sets, lc)
+    log_p = {k: v["log_p"] for k, v in spectra.items()}
+
+    def pairs_at(log_tau):  # threshold LID of every set, dual threshold per pair
+        lids = _at_tau(spectra, log_tau)
+        options = {"envelope_ci_resamples": lc.envelope_resamples}
+        return lids, _bare(detectors.dual_threshold_pairs(log_p, lids, ood_sets,
+                                                          **options))  # fmt: skip
+
+    lids, pairs = pairs_at(log_tau)
     counts = {  # threshold LID of every image at every log τ of the sweep
         k: np.asarray(lid.threshold_lid(v["s"], jnp.asarray(SWEEP)))
         for k, v in spectra.items()
     }
-    log_p = io.cached_arrays(  # a rerun (more LID images) reuses it
+    sweep = detectors.lid_only_sweep(log_p, counts, SWEEP, ood_sets)
+    test_log_p = io.cached_arrays(  # a rerun (more LID images) reuses it
         out / "id_test_log_p.npz",
         out / "id_test_log_p_key.json",
-        {"model": training, "images": len(sets["id_test"])},
+        {"model": key, "images": len(sets["id_test"])},  # not where it was restored
         lambda: flows.log_prob_images(model, params, sets["id_test"], desc="test"),
     )
-    bpd = data.bits_per_dim(-log_p["total"], model.config.num_dims)
+    bpd = data.bits_per_dim(-test_log_p["total"], model.config.num_dims)
     results = {
         "setting": setting,
         "id_model": {
@@ -154,17 +163,21 @@ def run(
         "pairs": pairs,
         # The same at the authors' fixed thresholds and at the widest-spread τ.
         "fixed_tau": {},
-        "tau_sweep": _lid_only_sweep(spectra, counts, ood_sets),
+        "tau_sweep": sweep | {k: _bare(sweep[k]) for k in ("lid_only", "best")},
     }
     widest = lid.widest_log_tau(spectra["validation"]["s"], SWEEP)
-    results["rank_and_both"] = _rank_and_both(spectra, (log_tau, widest), ood_sets)
     others = [(f"{f:g}", f) for f in map(float, lc.fixed_log_taus)]
     for label, fixed in [*others, (f"{widest:.2f} (widest ID LID)", widest)]:
-        at_fixed, fixed_pairs = _dual_threshold(spectra, fixed, ood_sets, lc)
+        at_fixed, fixed_pairs = pairs_at(fixed)
         results["fixed_tau"][label] = {
             "mean_lid": {k: float(v.mean()) for k, v in at_fixed.items()},
             "pairs": fixed_pairs,
         }
+    both = {k: [v, at_fixed[k]] for k, v in lids.items()}  # calibrated and widest τ
+    results["rank_and_both"] = {
+        "log_taus": [float(log_tau), float(widest)],
+        "pairs": _bare(detectors.rank_and_pairs(log_p, both, ood_sets)),
+    }
     results["lidl"] = {
         "deltas": DELTAS.tolist(),
         "count": lc.num_lidl,
@@ -189,61 +202,15 @@ def run(
     return results
 
 
-def _dual_threshold(spectra, log_tau: float, ood_sets, lc) -> tuple[dict, dict]:
-    """Threshold LID of every set at ``log_tau``, and every dual-threshold report of
-    each OOD set against the ID test images (rank-AND fit on validation images)."""
-    lids = {
-        k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
-        for k, v in spectra.items()
-    }
-    val, test = (spectra["validation"]["log_p"], lids["validation"]), "id_test"
-    pairs = {
-        name.removeprefix("ood/"): detectors.dual_threshold_aurocs(
-            spectra[test]["log_p"], lids[test], spectra[name]["log_p"], lids[name],
-            *val, envelope_ci_resamples=lc.envelope_resamples,
-        )
-        for name in ood_sets
-    }  # fmt: skip
-    return lids, pairs
+def _bare(per_ood: dict) -> dict:
+    """The results name OOD sets without their ``ood/`` prefix."""
+    return {name.removeprefix("ood/"): v for name, v in per_ood.items()}
 
 
-def _rank_and_both(spectra, log_taus, ood_sets) -> dict:
-    """Rank-AND over log p and the threshold LID at each of ``log_taus`` (one τ of
-    each rule: calibrated and widest), every CDF fit on the validation images: one
-    score from ID data alone. AUROC with a 95 % bootstrap interval per OOD set."""
-    lids = {k: [np.asarray(lid.threshold_lid(v["s"], t), np.float64)
-                for t in log_taus] for k, v in spectra.items()}  # fmt: skip
-    rule = detectors.rank_and_detector()
-    stats = rule.fit(spectra["validation"]["log_p"], *lids["validation"])
-
-    def score(name):
-        return rule.score(stats, spectra[name]["log_p"], *lids[name])
-
-    pairs = {name.removeprefix("ood/"): metrics.summary(score("id_test"), score(name),
-                                                        ci_resamples=1000)
-             for name in ood_sets}  # fmt: skip
-    return {"log_taus": [float(t) for t in log_taus], "pairs": pairs}
-
-
-def _lid_only_sweep(spectra, counts, ood_sets) -> dict:
-    """The LID-only AUROC of each OOD set at every log τ of :data:`SWEEP` (where
-    the spectra separate the pair) and, at the best of them, the dual envelope. τ is
-    read off the test pair itself: a bound on what a threshold gives, not a
-    detector. ``counts``: ``{set: (N, len(SWEEP))}`` threshold LID."""
-    out = {"log_taus": SWEEP.tolist(), "lid_only": {}, "best": {}}
-    for name in ood_sets:
-        ood, pair = name.removeprefix("ood/"), (counts["id_test"], counts[name])
-        curve = [metrics.auroc(detectors.lid_only(a), detectors.lid_only(b))
-                 for a, b in zip(pair[0].T, pair[1].T, strict=True)]  # fmt: skip
-        best = int(np.argmax(curve))  # the first of equal ones
-        envelope = detectors.envelope_auroc(
-            spectra["id_test"]["log_p"], pair[0][:, best],
-            spectra[name]["log_p"], pair[1][:, best],
-        )["reported"]  # fmt: skip
-        out["lid_only"][ood] = curve
-        out["best"][ood] = {"log_tau": float(SWEEP[best]), "lid_only": curve[best],
-                            "envelope": envelope}  # fmt: skip
-    return out
+def _at_tau(spectra, log_tau: float) -> dict[str, np.ndarray]:
+    """Threshold LID of every set at ``log_tau``."""
+    return {k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
+            for k, v in spectra.items()}  # fmt: skip
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:

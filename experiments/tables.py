@@ -29,7 +29,6 @@ COMMANDS = {
     "glow_fmnist": "glow_fmnist.py",
     "glow_mnist_5k": "glow_fmnist.py:mnist_5k",
     "glow_fmnist_lid": "glow_fmnist.py --mode lid",
-    "glow_mnist_5k_lid": "glow_fmnist.py:mnist_5k --mode lid",
     "glow_fmnist_spline_lid": "glow_fmnist.py:spline --mode lid",
     "glow_mnist_5k_spline_lid": "glow_fmnist.py:mnist_5k,spline --mode lid",
     "glow_fmnist_spline_500_lid": "glow_fmnist.py:spline --mode lid "

@@ -61,38 +61,23 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     run = workdir / setting / kind
     model = build_model(config, kind)
     template = vae.init(model, jax.random.key(config.seed))
-    tc, seed = config.train, config.seed
-    loss = vae.negative_elbo_loss(model)
-    train_images = sets["id_train"]
+    tc, seed, loss = config.train, config.seed, vae.negative_elbo_loss(model)
     val_images = data.to_unit_interval(sets["id_val"])[: tc.eval_images]
-
-    batches = train.epoch_batches(train_images, tc.batch_size, seed)
-
-    def batch_fn(step):
-        return data.to_unit_interval(batches(step))
+    batches = train.epoch_batches(sets["id_train"], tc.batch_size, seed)
+    batch_fn = lambda step: data.to_unit_interval(batches(step))  # noqa: E731
 
     @jax.jit
     def val_loss(params):
         return loss(params, val_images, jax.random.key(seed))[0]
 
-    def train_fn():
-        params, summary = configured.fit(
-            run,
-            template,
-            loss,
-            io.optimizer(tc.learning_rate, optimizer="adam"),
-            batch_fn,
-            config.settings[setting].steps,
-            jax.random.key(seed),
-            lambda p: {"val_loss": float(val_loss(p))},
-            train_config=tc,
-            description=f"{setting}/{kind}",
-        )
-        return params, summary | {"val_negative_elbo": float(val_loss(params))}
-
-    return io.train_or_restore(
-        run, fingerprint(config, setting, kind), template, train_fn
-    )
+    return configured.train_stage(
+        config, run, fingerprint(config, setting, kind), template, lambda: template,
+        loss, io.optimizer(tc.learning_rate, optimizer="adam"), batch_fn,
+        config.settings[setting].steps, jax.random.key(seed),
+        lambda p: {"val_loss": float(val_loss(p))},
+        lambda p: {"val_negative_elbo": float(val_loss(p))},
+        description=f"{setting}/{kind}",
+    )  # fmt: skip
 
 
 def iwae_and_hole(model, params, images, key, sc, batch_size=100, desc="score"):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -107,11 +108,13 @@ def resumable_rows(
     inputs: np.ndarray,
     batch_size: int,
     desc: str = "rows",
+    save_every: float = 60.0,
 ) -> dict[str, np.ndarray]:
     """``fn(batch) -> {name: rows}`` over ``inputs`` in batches, the rows appended to
-    ``path`` (.npz) after every batch: an interrupted run resumes where it stopped
-    and a later one with more inputs computes only the new rows (for work that
-    takes hours, such as exact LID spectra).
+    ``path`` (.npz) at least every ``save_every`` seconds and at the end: an
+    interrupted run resumes where it last saved and a later one with more inputs
+    computes only the new rows (for work that takes hours, such as exact LID
+    spectra; ``save_every=0`` saves after every batch).
 
     The rows belong to ``key`` (recorded in ``<path stem>.key.json``); rows
     computed for another key are discarded, not mixed with new ones.
@@ -124,13 +127,17 @@ def resumable_rows(
     if path.exists() and is_cached(key_file, key, [path]):
         done = dict(np.load(path))
     start = len(next(iter(done.values()))) if done else 0
-    for begin in tqdm(range(start, len(inputs), batch_size), desc=desc, disable=None):
-        new = fn(inputs[begin : begin + batch_size])
-        done = {k: np.concatenate([done[k], v]) if done else v for k, v in new.items()}
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, **done)  # uncompressed: rewritten after every batch
-        tmp.replace(path)
-        mark_cached(key_file, key)
+    parts, saved = [done] if done else [], time.monotonic()
+    begins = range(start, len(inputs), batch_size)
+    for i, begin in enumerate(tqdm(begins, desc=desc, disable=None)):
+        parts.append(fn(inputs[begin : begin + batch_size]))
+        if i == len(begins) - 1 or time.monotonic() - saved >= save_every:
+            done = {k: np.concatenate([p[k] for p in parts]) for k in parts[-1]}
+            parts, saved = [done], time.monotonic()
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez(tmp, **done)  # uncompressed: rewritten at every save
+            tmp.replace(path)
+            mark_cached(key_file, key)
     return {k: v[: len(inputs)] for k, v in done.items()}
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxood import detectors, metrics
+from jaxood import detectors, lid, metrics
 
 
 @pytest.fixture
@@ -114,3 +114,51 @@ def test_bad_input():
         detectors.envelope_auroc(np.zeros(3), np.zeros(2), np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match="NaN"):
         detectors.lid_only(np.array([1.0, np.nan]))
+
+
+def test_pairs_sweep_and_rank_and_over_named_sets(paradox):
+    lik_in, lid_in, lik_out, lid_out = paradox
+    rng = np.random.default_rng(5)
+    val = rng.normal(0.0, 1.0, 300), rng.normal(250, 15, 300).round()
+    log_p = {"id_test": lik_in, "val": val[0], "digits": lik_out, "same": lik_in[::-1]}
+    lid = {"id_test": lid_in, "val": val[1], "digits": lid_out, "same": lid_in[::-1]}
+    pairs = detectors.dual_threshold_pairs(
+        log_p, lid, ["digits", "same"], validation="val"
+    )
+    one = detectors.dual_threshold_aurocs(lik_in, lid_in, lik_out, lid_out, *val)
+    assert list(pairs) == ["digits", "same"] and pairs["digits"] == one
+    assert pairs["same"]["rank_and"]["auroc"] == pytest.approx(0.5)
+    # The sweep: the LID at three "τ", of which the middle one carries the signal.
+    grid = {k: np.stack([np.zeros_like(v), v, np.zeros_like(v)], axis=1)
+            for k, v in lid.items()}  # fmt: skip
+    sweep = detectors.lid_only_sweep(log_p, grid, [-3.0, -2.0, -1.0], ["digits"])
+    assert sweep["lid_only"]["digits"][0] == 0.5
+    best = sweep["best"]["digits"]
+    assert best["log_tau"] == -2.0 and best["lid_only"] > 0.95
+    assert best["envelope"] == pytest.approx(one["envelope_reported"])
+    # Rank-AND over two LIDs: the second (noise) cannot raise the first one's rank.
+    both = {k: [v, rng.normal(0, 1, len(v))] for k, v in lid.items()}
+    ranked = detectors.rank_and_pairs(
+        log_p, both, ["digits"], validation="val", ci_resamples=20
+    )["digits"]
+    assert 0.8 < ranked["auroc"] and ranked["auroc_ci_low"] <= ranked["auroc"]
+
+
+def test_the_sweep_finds_the_band_of_tau_that_separates_the_sets():
+    # ID: four singular values of 1 (LID 4 below τ = 1). OOD: two of 1 and two of
+    # 1e-4, so LID 2 for 1e-4 < τ < 1: separated there, tied (4 or 0) elsewhere.
+    log_taus = np.linspace(-10.0, 5.0, 50)
+    ones, mixed = np.ones((6, 4)), np.tile([1.0, 1.0, 1e-4, 1e-4], (5, 1))
+    grid = {k: np.asarray(lid.threshold_lid(s, log_taus))
+            for k, s in (("id_test", ones), ("x", mixed))}  # fmt: skip
+    log_p = {"id_test": np.zeros(6), "x": np.zeros(5)}
+    sweep = detectors.lid_only_sweep(log_p, grid, log_taus, ["x"])
+    curve = np.array(sweep["lid_only"]["x"])
+    inside = (log_taus > np.log(1e-4)) & (log_taus < 0)
+    np.testing.assert_allclose(curve[inside], 1.0)  # OOD has the lower LID
+    np.testing.assert_allclose(curve[~inside], 0.5)
+    assert sweep["best"]["x"] == {
+        "log_tau": log_taus[inside][0],
+        "lid_only": 1.0,
+        "envelope": 1.0,
+    }

@@ -183,6 +183,32 @@ def test_resumable_rows_resume_extend_and_follow_their_key(tmp_path):
     assert json.loads((tmp_path / "rows.key.json").read_text()) == {"model": 2}
 
 
+def test_resumable_rows_keep_what_was_saved_when_interrupted(tmp_path):
+    path, x = tmp_path / "rows.npz", np.arange(12.0).reshape(6, 2)
+
+    def failing_at(index):
+        calls = []
+
+        def fn(batch):
+            calls.append(1)
+            if len(calls) == index:
+                raise KeyboardInterrupt
+            return {"sum": batch.sum(axis=1)}
+
+        return fn
+
+    with pytest.raises(KeyboardInterrupt):  # saved after every batch
+        io.resumable_rows(path, {}, failing_at(3), x, batch_size=2, save_every=0)
+    assert len(np.load(path)["sum"]) == 4
+    path.unlink()
+    with pytest.raises(KeyboardInterrupt):  # saved only at the end: nothing yet
+        io.resumable_rows(path, {}, failing_at(3), x, batch_size=2, save_every=1e9)
+    assert not path.exists()
+    rows = io.resumable_rows(path, {}, failing_at(0), x, batch_size=2, save_every=1e9)
+    np.testing.assert_array_equal(rows["sum"], x.sum(axis=1))
+    np.testing.assert_array_equal(np.load(path)["sum"], x.sum(axis=1))
+
+
 def test_epoch_batches_cover_each_epoch_once():
     batches = train.epoch_batches(np.arange(10), 3, seed=4)
     epoch = np.concatenate([batches(step) for step in range(3)])

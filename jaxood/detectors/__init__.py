@@ -4,9 +4,12 @@ from jaxood.detectors.density_of_states import DensityState, density_of_states
 from jaxood.detectors.detector import Detector
 from jaxood.detectors.dual_threshold import (
     dual_threshold_aurocs,
+    dual_threshold_pairs,
     envelope_auroc,
     lid_only,
+    lid_only_sweep,
     rank_and_detector,
+    rank_and_pairs,
 )
 from jaxood.detectors.hole_indicator import hole_indicator
 from jaxood.detectors.input_complexity import (
@@ -35,6 +38,7 @@ __all__ = [
     "compression_bits_per_dim",
     "density_of_states",
     "dual_threshold_aurocs",
+    "dual_threshold_pairs",
     "envelope_auroc",
     "final_scale",
     "flow_statistics",
@@ -44,10 +48,12 @@ __all__ = [
     "input_complexity",
     "klods",
     "lid_only",
+    "lid_only_sweep",
     "likelihood_ratio",
     "likelihood_regret",
     "negative_log_likelihood",
     "rank_and_detector",
+    "rank_and_pairs",
     "typicality",
     "vae_statistics",
     "waic",

@@ -14,7 +14,9 @@ Three ways to report it, named so that nobody confuses them:
 - :func:`lid_only` — ``-LID(x)``.
 
 :func:`dual_threshold_aurocs` reports all of them, with the likelihood alone, for one
-(ID, OOD) pair.
+(ID, OOD) pair; :func:`dual_threshold_pairs` for several OOD sets,
+:func:`rank_and_pairs` the rank-AND rule over several LIDs, and
+:func:`lid_only_sweep` what the best single τ of a sweep would give.
 
 References: Kamkari et al., "A Geometric Explanation of the Likelihood OOD Detection
 Paradox", ICML 2024, and its code ``notebooks/roc_analysis.py`` (the envelope).
@@ -22,10 +24,12 @@ Paradox", ICML 2024, and its code ``notebooks/roc_analysis.py`` (the envelope).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from jaxood.detectors.detector import Detector
-from jaxood.metrics import auroc, bootstrap_ci
+from jaxood.metrics import auroc, bootstrap_ci, summary
 
 
 def _as_1d(values, name: str) -> np.ndarray:
@@ -234,3 +238,90 @@ def dual_threshold_aurocs(
         for end in ("low", "high"):
             result[f"envelope_reported_ci_{end}"] = envelope[f"reported_ci_{end}"]
     return result
+
+
+def dual_threshold_pairs(
+    log_p: Mapping[str, np.ndarray],
+    lid: Mapping[str, np.ndarray],
+    oods: Sequence[str],
+    *,
+    test: str = "id_test",
+    validation: str = "validation",
+    envelope_ci_resamples: int = 0,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """:func:`dual_threshold_aurocs` of each OOD set against the ID test set.
+
+    Args:
+        log_p, lid: ``{set: (N,)}`` log-likelihoods (nats) and LIDs of the sets
+            named ``test``, ``validation`` (the rank-AND CDFs) and ``oods``.
+        oods: the OOD sets' names; the result's keys.
+        envelope_ci_resamples, seed: as :func:`dual_threshold_aurocs`.
+    """
+    return {
+        ood: dual_threshold_aurocs(
+            log_p[test], lid[test], log_p[ood], lid[ood], log_p[validation],
+            lid[validation], envelope_ci_resamples=envelope_ci_resamples, seed=seed,
+        )
+        for ood in oods
+    }  # fmt: skip
+
+
+def rank_and_pairs(
+    log_p: Mapping[str, np.ndarray],
+    lids: Mapping[str, Sequence[np.ndarray]],
+    oods: Sequence[str],
+    *,
+    test: str = "id_test",
+    validation: str = "validation",
+    ci_resamples: int = 1000,
+) -> dict[str, dict]:
+    """The rank-AND score over log p and several LIDs per point (e.g. the threshold
+    LID at two τ), its CDFs fit on the ``validation`` set alone: one score from ID
+    data. ``lids``: ``{set: [(N,), ...]}``. Returns ``{ood: metrics.summary}`` of
+    each OOD set against the ``test`` set."""
+    rule = rank_and_detector()
+    stats = rule.fit(log_p[validation], *lids[validation])
+
+    def score(name):
+        return rule.score(stats, log_p[name], *lids[name])
+
+    return {ood: summary(score(test), score(ood), ci_resamples=ci_resamples)
+            for ood in oods}  # fmt: skip
+
+
+def lid_only_sweep(
+    log_p: Mapping[str, np.ndarray],
+    lid_grid: Mapping[str, np.ndarray],
+    log_taus: Sequence[float],
+    oods: Sequence[str],
+    *,
+    test: str = "id_test",
+) -> dict:
+    """The LID-only AUROC of each OOD set at every τ of a sweep, and the dual
+    envelope at the τ where it is highest. That τ is read off the test pair itself:
+    a bound on what any one threshold gives, not a detector.
+
+    Args:
+        log_p: ``{set: (N,)}`` log-likelihoods (nats).
+        lid_grid: ``{set: (N, len(log_taus))}`` threshold LID at each log τ.
+        log_taus: the sweep.
+        oods: the OOD sets' names.
+
+    Returns:
+        ``{"log_taus", "lid_only": {ood: [AUROC per τ]}, "best": {ood: {"log_tau",
+        "lid_only", "envelope"}}}`` (the first τ of equal AUROCs).
+    """
+    out = {"log_taus": [float(t) for t in log_taus], "lid_only": {}, "best": {}}
+    for ood in oods:
+        pair = (lid_grid[test], lid_grid[ood])
+        curve = [auroc(lid_only(a), lid_only(b))
+                 for a, b in zip(pair[0].T, pair[1].T, strict=True)]  # fmt: skip
+        best = int(np.argmax(curve))
+        envelope = envelope_auroc(
+            log_p[test], pair[0][:, best], log_p[ood], pair[1][:, best]
+        )["reported"]
+        out["lid_only"][ood] = curve
+        out["best"][ood] = {"log_tau": float(log_taus[best]), "lid_only": curve[best],
+                            "envelope": envelope}  # fmt: skip
+    return out
