@@ -5,7 +5,7 @@
 
 Uses the ID model of a flow config (restored or trained first); the counts are
 ``config.lid``. Per evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
-(``jaxood.lid.flow_spectra``) and log p(x), saved batch by batch under
+(``jaxood.lid.flow_spectra``) and log p(x), saved once a minute under
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
 counts only computes the new images. τ is calibrated by bisection so that the mean
 LID of the calibration images equals a JAX lPCA estimate on the training data; the
@@ -99,7 +99,7 @@ def run(
     }
     key = {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
 
-    def rows(fn, images, file, desc):  # resumable: appended after every batch
+    def rows(fn, images, file, desc):  # resumable: saved once a minute
         model_space = lambda x: fn(model, params, data.to_model_space(x))  # noqa: E731
         return io.resumable_rows(out / file, key, model_space, images, BATCH, desc)
 
