@@ -11,6 +11,10 @@ import pytest
 from helpers import forced_devices_env
 
 ROOT = Path(__file__).resolve().parent.parent
+# One subprocess compiles and trains every model family on 4 forced devices (about
+# 50 s on 2 idle cores, a quarter of the inner loop): make test runs it, the
+# `-m "not slow"` loop leaves it out.
+pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json
