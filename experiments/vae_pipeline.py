@@ -80,23 +80,6 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     )  # fmt: skip
 
 
-def iwae_and_hole(model, params, images, key, sc, batch_size=100, desc="score"):
-    """IWAE log p (nats) and hole indicator of [0, 1] images, from the same draws."""
-
-    def one(i, batch):
-        log_lik, iwae = vae.importance_estimates(
-            model,
-            params,
-            batch,
-            jax.random.fold_in(key, i),
-            sc.num_samples,
-            sc.chunk_size,
-        )
-        return iwae, detectors.hole_indicator(log_lik)
-
-    return batching.map_batches(one, images, batch_size, desc=desc)
-
-
 def _regret(model, params, images, key, sc, batch_size=50):
     def one(i, batch):
         return detectors.likelihood_regret(
@@ -134,34 +117,28 @@ def _scores(config, setting: str, kind: str, sets, params) -> dict:
     model = build_model(config, kind)
     sc = config.score
     key = jax.random.key(config.seed + 1)
-    scores = {}
+    scores, draws = {}, {"num_samples": sc.num_samples, "chunk_size": sc.chunk_size}
+
+    def statistics(images, key, desc):  # IWAE and hole indicator, the same draws
+        return detectors.vae_statistics(model, params, images, key, desc=desc, **draws)
+
     names = [k for k in sets if k != "id_train"]
     for i, name in enumerate(tqdm(names, desc=f"{setting}/{kind}", disable=None)):
-        images = data.to_unit_interval(sets[name])
-        iwae, hole = iwae_and_hole(
-            model, params, images, jax.random.fold_in(key, i), sc, desc=name
-        )
-        scores[f"{name}/log_p"], scores[f"{name}/hole"] = iwae, hole
+        stats = statistics(sets[name], jax.random.fold_in(key, i), name)
+        scores[f"{name}/log_p"], scores[f"{name}/hole"] = stats["log_p"], stats["hole"]
         if name != "id_val":
             scores[f"{name}/regret"] = _regret(
                 model,
                 params,
-                images[: sc.regret_eval],
+                data.to_unit_interval(sets[name][: sc.regret_eval]),
                 jax.random.fold_in(key, 100 + i),
                 sc,
             )
     if setting == sc.scaling_setting and config.models[kind].latent == "gaussian":
         ood = data.to_unit_interval(sets[f"ood/{sc.scaling_ood}"])
         for s in sc.scales:
-            _, hole = iwae_and_hole(
-                model,
-                params,
-                ood * s,
-                jax.random.fold_in(key, 200 + s),
-                sc,
-                desc=f"×{s}",
-            )
-            scores[f"scaled/{s}/hole"] = hole
+            scaled = statistics(ood * s, jax.random.fold_in(key, 200 + s), f"×{s}")
+            scores[f"scaled/{s}/hole"] = scaled["hole"]
     return scores
 
 

@@ -186,3 +186,15 @@ def test_family_statistics_agree_with_the_model_functions(key):
         stats["distortion"], -np.mean(log_lik, axis=1), rtol=1e-5
     )
     assert np.all(stats["rate"] >= 0) and np.all(stats["hole"] > 0)
+    np.testing.assert_allclose(  # the hole indicator spreads the same draws
+        stats["hole"], detectors.hole_indicator(log_lik), rtol=1e-5
+    )
+    scaled = detectors.vae_statistics(  # float inputs go in as they are
+        model, vp, x * 0.5, key, num_samples=4, chunk_size=2, batch_size=6
+    )
+    half = vae.importance_estimates(
+        model, vp, x * 0.5, jax.random.fold_in(key, 0), 4, 2
+    )
+    np.testing.assert_allclose(scaled["log_p"], half[1], rtol=1e-5)
+    with pytest.raises(TypeError, match="uint8 pixels .* or float32"):
+        detectors.vae_statistics(model, vp, images.astype(np.int32), key)

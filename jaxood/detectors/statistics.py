@@ -149,11 +149,13 @@ def vae_statistics(
     batch_size: int = 100,
     desc: str = "VAE statistics",
 ) -> Table:
-    """Statistics of a VAE on uint8 images at the model's shape.
+    """Statistics of a VAE on whole image sets at the model's shape.
 
     Args:
         model, params: the VAE.
-        images: ``(N, H, W, C)`` uint8.
+        images: ``(N, H, W, C)`` uint8 pixels, or float32 model inputs as
+            :func:`jaxood.vae.importance_estimates` takes them (e.g. [0, 1] images
+            scaled by a factor, as in the Vacant Holes scaling ablation).
         key: the posterior draws of batch i use ``fold_in(key, i)``.
         num_samples: posterior draws per image (IWAE and hole indicator share
             them).
@@ -165,22 +167,26 @@ def vae_statistics(
         ``distortion``, the mean of −log p(x|z_i) over the draws (nats);
         ``hole``, the hole indicator (std of log p(x|z_i), nats).
     """
-    if getattr(images, "dtype", None) != np.uint8:
-        raise TypeError("vae_statistics: images must be uint8 pixels (0..255).")
+    pixels = getattr(images, "dtype", None) == np.uint8
+    if not pixels and getattr(images, "dtype", None) != np.float32:
+        raise TypeError(
+            "vae_statistics: images must be uint8 pixels (0..255) or float32 model "
+            f"inputs, got {getattr(images, 'dtype', type(images).__name__)}."
+        )
     num_samples = checks.positive_int(num_samples, "num_samples")
     chunk_size = checks.positive_int(chunk_size, "chunk_size")
     if num_samples % chunk_size:
         raise ValueError(
             f"chunk_size ({chunk_size}) must divide num_samples ({num_samples})."
         )
-    vae.check_images(model, data.to_unit_interval(images[:1]))
+    to_input = data.to_unit_interval if pixels else (lambda x: x)
+    vae.check_images(model, to_input(images[:1]))
 
     def one(i, batch):
-        x = data.to_unit_interval(batch)
         return _vae_batch(
             model,
             params,
-            x,
+            to_input(batch),
             jax.random.fold_in(key, i),
             num=num_samples,
             chunk=chunk_size,
