@@ -173,7 +173,8 @@ def run(
             "mean_lid": {k: float(v.mean()) for k, v in at_fixed.items()},
             "pairs": fixed_pairs,
         }
-    both = {k: [v, at_fixed[k]] for k, v in lids.items()}  # calibrated and widest τ
+    # The calibrated τ and the widest (the loop's last τ): one score over both.
+    both = {k: [v, at_fixed[k]] for k, v in lids.items()}
     results["rank_and_both"] = {
         "log_taus": [float(log_tau), float(widest)],
         "pairs": _bare(detectors.rank_and_pairs(log_p, both, ood_sets)),
