@@ -274,15 +274,18 @@ def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
 def training_length(config, workdir: Path, model, sets, final) -> dict:
     """The likelihood ratio with the general (or ID) model taken at each of its
     snapshots and the other model final: validation bits/dim of the snapshot and
-    the AUROC per OOD set of ``llr`` (and, for ID snapshots, of ``likelihood``).
+    the AUROC per OOD set of ``llr``, of the ratio of each scale's log p alone
+    (``llr_per_scale``: where along the multi-scale flow the ratio separates) and,
+    for ID snapshots, of ``likelihood``.
 
     Args:
         final: ``{"general"|"id": {set: log_prob_images output}}`` of the final
             models on the evaluation sets.
 
     Returns:
-        ``{stage: {step: {"val_bpd", "llr": {ood: auroc}[, "likelihood"]}}}``,
-        steps as strings, the last being the final model's.
+        ``{stage: {step: {"val_bpd", "llr": {ood: auroc}, "llr_per_scale":
+        [{ood: auroc} per scale][, "likelihood"]}}}``, steps as strings, the last
+        being the final model's.
     """
     eval_sets = list(final["id"])
     template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
@@ -290,25 +293,32 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
     for stage, other in (("general", "id"), ("id", "general")):
         validation = sets["general_val" if stage == "general" else "id_val"]
         evaluate = _validation(model, validation[: config.train.eval_images])
-        other_lp = {n: final[other][n]["total"] for n in eval_sets}
         rows = {}
         for step in [*io.snapshots(workdir / stage), "final"]:
             if step == "final":
                 summary = io.stage_summary(workdir / stage)
-                lp = {n: final[stage][n]["total"] for n in eval_sets}
+                lp = {n: final[stage][n] for n in eval_sets}
                 step, val_bpd = summary["steps"], summary["val_bpd"]
             else:
                 folder = workdir / stage / "snapshots" / str(step)
                 p = checkpoint.load_params(folder, template)
                 desc = f"{stage} at step {step}"
-                lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)["total"]
+                lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)
                       for n in eval_sets}  # fmt: skip
                 val_bpd = evaluate(p)["val_bpd"]
-            lp_id, lp_general = (lp, other_lp) if stage == "id" else (other_lp, lp)
-            llr = {n: detectors.likelihood_ratio(lp_id[n], lp_general[n]) for n in lp}
-            row = {"val_bpd": val_bpd, "llr": _aurocs(llr)}
+            both = {stage: lp, other: final[other]}
+
+            def ratio(part, both=both):  # llr of the totals or of one scale's log p
+                return {n: detectors.likelihood_ratio(part(both["id"][n]),
+                                                      part(both["general"][n]))
+                        for n in eval_sets}  # fmt: skip
+
+            scales = range(lp["id_test"]["per_scale"].shape[1])
+            row = {"val_bpd": val_bpd, "llr": _aurocs(ratio(lambda v: v["total"])),
+                   "llr_per_scale": [_aurocs(ratio(lambda v, s=s: v["per_scale"][:, s]))
+                                     for s in scales]}  # fmt: skip
             if stage == "id":
-                row["likelihood"] = _aurocs({n: -v for n, v in lp.items()})
+                row["likelihood"] = _aurocs({n: -v["total"] for n, v in lp.items()})
             rows[str(step)] = row
         out[stage] = rows
     return out
