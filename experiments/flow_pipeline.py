@@ -338,6 +338,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     if io.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
         print(f"Scores of {workdir} are up to date: reusing them.")
         return json.loads(results_file.read_text())
+    if config.scoring.general_held_out:  # the crops that validated the general model
+        sets = sets | {"ood/general_held_out": sets["general_val"]}
     model = build_model(config)
     num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]

@@ -41,6 +41,8 @@ COMMANDS = {
     "glow_fmnist_general_images_2000_lid": "glow_fmnist.py:general_images --mode lid "
         "--config.lid.num_eval=2000 "
         "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
+    "glow_fmnist_general_images_5000_lid": "glow_fmnist.py:general_images --mode lid "
+        "--config.lid.num_eval=5000 --config.data.ood=\"('mnist_5k:all',)\"",
     "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 "
         "--config.checkpoints=runs/glow_mnist_5k_general_images",
@@ -166,7 +168,7 @@ def flow_block(r: dict) -> str:
 
 
 def _training_length(sweep: dict, sets) -> list[str]:
-    """The ratio's AUROC with one model taken after fewer steps, the other final."""
+    """The ratio's AUROC, in total and per scale, one model at fewer steps."""
     parts = []
     for stage, rows in sweep.items():
         this, other = ("general", "ID") if stage == "general" else ("ID", "general")
@@ -179,6 +181,12 @@ def _training_length(sweep: dict, sets) -> list[str]:
                      [[step, f"{row['val_bpd']:.3f}"]
                       + [f"{row[k][s]:.3f}" for k, _ in keys for s in sets]
                       for step, row in rows.items()]),
+            f"The same ratio on one scale's log p alone (scale 0 first, the finest), "
+            f"the {this} model after each number of steps:",
+            md_table(["steps", "scale", *sets],
+                     [[step, scale] + [f"{per[s]:.3f}" for s in sets]
+                      for step, row in rows.items()
+                      for scale, per in enumerate(row["llr_per_scale"])]),
         ]  # fmt: skip
     return parts
 
@@ -252,16 +260,12 @@ def vae_block(r: dict) -> str:
     anchors = [[p, d, " / ".join(f"{100 * pairs[p][k][d]['auroc']:.1f}" for k in kinds),
                 c, m] for p, d, c, m in REFERENCES["vae"] if p in pairs]  # fmt: skip
     scales = sorted(next(iter(r["scaling"].values())), key=float)
+    paper = REFERENCES["vae_scaling"] if len(scales) == 8 else {}  # its 8 scales
     scaling = []
     for kind in sorted(r["scaling"], key=kinds.index):
-        scaling.append(
-            [f"{kind} (ours)"] + [f"{100 * r['scaling'][kind][s]:.1f}" for s in scales]
-        )
-        if kind in REFERENCES["vae_scaling"] and len(scales) == 8:
-            scaling.append(
-                [f"{kind} (paper, Table 6)"]
-                + [f"{v:.1f}" for v in REFERENCES["vae_scaling"][kind]]
-            )
+        ours = [f"{100 * r['scaling'][kind][s]:.1f}" for s in scales]
+        scaling += [[f"{kind} (ours)", *ours]] + [[f"{kind} (paper, Table 6)"] + [
+            f"{v:.1f}" for v in paper.get(kind, [])]] * (kind in paper)  # fmt: skip
     training = [[k, v["steps"], f"{v['train_seconds'] / 60:.1f}",
                  f"{v['val_negative_elbo']:.1f}"]
                 for k, v in r["training"].items()]  # fmt: skip
@@ -350,12 +354,9 @@ def diffusion_block(r: dict) -> str:
             f"dual single score (rank AND), t0 = {knee}":
                 _at_t0(pairs, knee, "rank_and"),
         }  # fmt: skip
-        for t in next(iter(pairs.values()))["per_t0"]:
-            envelope = {
-                o: {"auroc": v}
-                for o, v in _at_t0(pairs, t, "envelope_reported").items()
-            }
-            rows.setdefault(f"dual envelope, t0 = {t}", envelope)
+        for t in next(iter(pairs.values()))["per_t0"]:  # the knee's row has the CI
+            rows.setdefault(f"dual envelope, t0 = {t}", {o: {"auroc": v} for o, v in
+                            _at_t0(pairs, t, "envelope_reported").items()})  # fmt: skip
         t0s = [f"{t:.4g}" for t in s["t0s"]]
         parts += [
             f"**{setting} in-distribution** ({_sizes(s, oods)}). Test bits/dim "
@@ -409,6 +410,7 @@ GENERAL_SETS = {"general_photos": ("glow_fmnist", "glow_mnist_5k"),
                 "general_images": ("glow_fmnist_general_images",
                                    "glow_mnist_5k_general_images")}  # fmt: skip
 COMPARED = ("likelihood", "final_scale", "llr", "llr_outlier")
+PAIRED = ("mnist_5k", "animal_mnist", "fashion_mnist", "general_held_out")
 
 
 def general_sets_block(r: dict) -> str:
@@ -419,8 +421,7 @@ def general_sets_block(r: dict) -> str:
         for run in filter(lambda n: n in r, runs):
             m, training, bpd = r[run]["metrics"], r[run]["training"], r[run]["bpd"]
             setting = "MNIST-5k" if "mnist_5k" in run else "FMNIST"
-            for ood in [o for o in ("mnist_5k", "animal_mnist", "fashion_mnist")
-                        if o in m["likelihood"]]:  # fmt: skip
+            for ood in [o for o in PAIRED if o in m["likelihood"]]:
                 rows.append(
                     [general, f"{training['general']['steps']} / "
                      f"{training['id']['steps']}", f"{bpd['id']['id_test']:.3f}",

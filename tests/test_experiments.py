@@ -89,6 +89,7 @@ def test_every_detector_and_set_is_scored(runs):
     config, workdir = glow_fmnist.get_config("smoke"), runs / "glow_fmnist"
     results = json.loads((workdir / "results.json").read_text())
     ood = [entry.split(":")[0] for entry in config.data.ood]
+    ood += ["general_held_out"] * config.scoring.general_held_out  # the general crops
     baselines = {"typicality", "ren_llr", "waic", "complexity_png", "klods_image_k2"}
     assert set(flow_pipeline.DETECTORS) | baselines <= set(results["metrics"])
     assert set(results["metrics"]) == set(results["detectors"])
@@ -96,6 +97,8 @@ def test_every_detector_and_set_is_scored(runs):
         assert sorted(per_set) == sorted(ood)
         for m in per_set.values():
             assert 0.0 <= m["auroc"] <= 1.0 and m["n_in"] == config.data.max_eval
+    held_out = results["metrics"]["llr_outlier"]["general_held_out"]
+    assert held_out["n_out"] == len(flow_pipeline.load_sets(config)["general_val"])
     scores = np.load(workdir / "scores.npz")
     assert scores["id_test/likelihood"].shape == (config.data.max_eval,)
     # Each detector is computed from the right stage's log-likelihoods.
@@ -197,7 +200,10 @@ def test_the_reverse_setting_restores_the_general_model(runs):
     assert not (mnist / "general" / "metrics.jsonl").exists()  # restored, not trained
     assert (mnist / "id" / "metrics.jsonl").exists()
     results = json.loads((mnist / "results.json").read_text())
-    assert list(results["metrics"]["likelihood"]) == ["fashion_mnist"]
+    assert list(results["metrics"]["likelihood"]) == [
+        "fashion_mnist",
+        "general_held_out",
+    ]
     assert results["training"]["general"]["restored_from"].endswith("general")
 
 

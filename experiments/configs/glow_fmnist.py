@@ -137,6 +137,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # terms, latent norms, KLODS-R parts, PNG input complexity, typicality), a KDE
     # fit on this many ID training images.
     c.scoring.dose_fit_images = 2000
+    # Also score the general set's held-out validation crops as an OOD set (the kind
+    # of images the outlier loss pushes down): does a ratio reach what it was fit on?
+    c.scoring.general_held_out = False
 
     # --mode lid: exact decoder spectra of the ID model on the first images of each
     # set (1024 JVPs and one SVD per image, 3-7 s on 2 cores).
@@ -182,6 +185,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.scoring.dose_fit_images = 64
         c.scoring.bootstrap_resamples = 50
         c.scoring.group_seeds = (0, 1, 2)
+        c.scoring.general_held_out = True  # the tests run this path
         c.lid.update(num_eval=3, num_calibration=4, num_validation=3, num_lidl=2)
         c.lid.envelope_resamples = 10
         c.lid.update(lpca_reference=256, lpca_neighbors=64)
@@ -203,6 +207,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.general_dataset = "general_images"
         c.checkpoints = "experiments/checkpoints/glow_fmnist_general_images"
         c.train_baseline_models = False  # their detectors do not use the general set
+        c.scoring.general_held_out = True
         if "smoke" not in options:
             c.stages.general_steps = 12_000
             c.stages.id_steps = 15_000
