@@ -230,7 +230,7 @@ def train_or_restore(
             shutil.rmtree(stage / "snapshots", ignore_errors=True)
             shutil.copytree(source / "snapshots", stage / "snapshots")
         write_json(stage / "config.json", fingerprint)
-        marker.write_text(f"{source}\n")
+        marker.write_text(f"{_shown(source)}\n")  # relative: survives a moved checkout
     else:
         write_json(stage / "config.json", fingerprint)
         params, summary = train_fn()
@@ -246,16 +246,20 @@ def snapshots(stage: Path) -> list[int]:
     return sorted(int(n) for n in names if n.isdigit())
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it, else as given."""
+    here = Path.cwd()
+    inside = path.is_absolute() and path.is_relative_to(here)
+    return path.relative_to(here) if inside else path
+
+
 def stage_summary(stage: Path) -> dict:
     """``summary.json`` of a finished stage, plus ``restored_from`` (the folder,
     relative to the working directory when inside it) if it was restored."""
     summary = json.loads((stage / "summary.json").read_text())
     marker = stage / RESTORED_MARKER
     if marker.exists():
-        source = Path(marker.read_text().strip())
-        here = Path.cwd()
-        inside = source.is_absolute() and source.is_relative_to(here)
-        summary["restored_from"] = str(source.relative_to(here) if inside else source)
+        summary["restored_from"] = str(_shown(Path(marker.read_text().strip())))
     return summary
 
 

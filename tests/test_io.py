@@ -98,6 +98,20 @@ def test_a_matching_source_is_restored_then_trained_for_real(tmp_path, capsys):
     assert not np.array_equal(trained["w"], np.ones(3))
 
 
+def test_the_restore_marker_is_relative_inside_the_working_directory(
+    tmp_path, monkeypatch
+):
+    shipped = tmp_path / "shipped" / "id"
+    checkpoint.save_params(shipped / "params", {"w": np.ones(3, np.float32)})
+    io.write_json(shipped / "config.json", FINGERPRINT)
+    io.write_json(shipped / "summary.json", {"steps": 20})
+    monkeypatch.chdir(tmp_path)  # a moved checkout keeps a relative marker valid
+    stage = tmp_path / "run" / "id"
+    io.train_or_restore(stage, FINGERPRINT, TEMPLATE, Trainer(stage), [shipped.parent])
+    assert (stage / io.RESTORED_MARKER).read_text().strip() == "shipped/id"
+    assert io.stage_summary(stage)["restored_from"] == "shipped/id"
+
+
 def test_best_selection_beats_the_last_state_and_final_keeps_it(tmp_path):
     best, summary_best = fit(tmp_path / "best")
     last, summary_last = fit(tmp_path / "last", select="final")
