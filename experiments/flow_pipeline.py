@@ -22,13 +22,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import configured, flow_baselines, lid_pipeline, tables
+from experiments import configured, lid_pipeline, tables
 from jaxood import checkpoint, data, detectors, flows, io, metrics, plots, train
 from jaxood.data import sources
 from jaxood.flows import losses
 
 STAGES = ("general", "id", "id_outlier")
-# Schirrmeister et al.'s detectors and DoSE; the baselines are flow_baselines'.
+# Schirrmeister et al.'s detectors and DoSE; the baselines are
+# detectors.flow_baseline_scores'.
 # Definitions: docs/detectors.md.
 DETECTORS = ("likelihood", "final_scale", "llr", "llr_outlier", "dose")
 PLOTTED = ("likelihood", "final_scale", "llr", "ren_llr", "waic", "complexity_png")
@@ -338,7 +339,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     if io.is_cached(key_file, score_key, [results_file, workdir / "scores.npz"]):
         print(f"Scores of {workdir} are up to date: reusing them.")
         return json.loads(results_file.read_text())
-    if config.scoring.general_held_out:  # the crops that validated the general model
+    sc = config.scoring
+    if sc.general_held_out:  # the crops that validated the general model
         sets = sets | {"ood/general_held_out": sets["general_val"]}
     model = build_model(config)
     num_dims = model.config.num_dims
@@ -353,15 +355,23 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         for stage, p in params.items()
     }
     fit_images = configured.subset(
-        sets["id_train"], config.scoring.typicality_train_images, config.seed
+        sets["id_train"], sc.typicality_train_images, config.seed
     )
     entropy = float(
         -np.mean(flows.log_prob_images(model, params["id"], fit_images)["total"])
     )
     nll_val = -flows.log_prob_images(model, params["id"], sets["id_val"])["total"]
-    baseline = flow_baselines.pointwise_scores(
-        config, log_probs, {n: sets[n] for n in eval_sets}, entropy, num_dims
-    )
+    members = sorted(s for s in params if s.startswith("ensemble_"))
+    klods = {"klods_variants": sc.klods_variants, "klods_ridge": sc.klods_ridge}
+
+    def baselines(name):  # typicality, KLODS-R, complexity, Ren's ratio, WAIC
+        lp = {stage: log_probs[stage][name]["total"] for stage in params}
+        return detectors.flow_baseline_scores(
+            log_probs["id"][name], sets[name], entropy, num_dims, codecs=sc.codecs,
+            background_log_p=lp.get("background"),
+            ensemble_log_p=[lp[m] for m in members], **klods,
+        )  # fmt: skip
+
     dose = density_of_states_scores(config, model, params, sets, log_probs, eval_sets)
     scores = {}
     for name in eval_sets:
@@ -376,7 +386,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
                 lp["id_outlier"]["total"], lp["general"]["total"]
             ),
             "dose": dose[name],
-            **baseline[name],
+            **baselines(name),
         }
     arrays = {
         f"{n}/{d}": np.asarray(v) for n, s in scores.items() for d, v in s.items()
@@ -413,8 +423,16 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             }
             for detector in scored
         },
-        "groups": flow_baselines.group_results(
-            config, log_probs["id"], entropy, nll_val
+        "groups": detectors.flow_group_results(
+            {n: log_probs["id"][n] for n in eval_sets},
+            entropy,
+            nll_val,
+            jax.random.key(config.seed),
+            group_sizes=sc.group_sizes,
+            seeds=sc.group_seeds,
+            bootstrap_resamples=sc.bootstrap_resamples,
+            alpha=sc.alpha,
+            **klods,
         ),
     }
     if any(io.snapshots(workdir / s) for s in ("general", "id")):

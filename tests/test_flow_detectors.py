@@ -115,3 +115,58 @@ def test_latents_in_image_layout_undo_the_squeeze_and_split(key):
             h = h[..., half:]
     latents.append(h)
     np.testing.assert_array_equal(flows.latents_to_image(tuple(latents)), x)
+
+
+def _outputs(rng, n, shift=0.0):
+    """A log_prob_images-like output: log p and latents (image layout, scale 0)."""
+    latents = rng.normal(shift, 1.0 + shift, (n, 8, 8, 2)).astype(np.float32)
+    return {
+        "total": rng.normal(-100.0 - 40.0 * shift, 2.0, n),
+        "latents": latents,
+        "latents_0": latents[:, ::2, ::2],
+    }
+
+
+def test_flow_baselines_score_per_image_and_need_their_models():
+    rng = np.random.default_rng(0)
+    out, images = _outputs(rng, 12), rng.integers(0, 256, (12, 8, 8, 1), np.uint8)
+    options = {"klods_variants": ("image:2", "scale0:1"), "codecs": ("png",)}
+    scores = detectors.flow_baseline_scores(out, images, 100.0, 128, **options)
+    assert sorted(scores) == sorted(
+        ["typicality", "complexity_png"]
+        + [
+            f"klods_{v}{p}"
+            for v in ("image_k2", "scale0_k1")
+            for p in detectors.KLODS_PARTS
+        ]
+    )
+    np.testing.assert_allclose(
+        scores["typicality"], np.abs(-out["total"] - 100.0), atol=1e-4
+    )  # float32
+    assert all(s.shape == (12,) and np.isfinite(s).all() for s in scores.values())
+    one_member = detectors.flow_baseline_scores(
+        out, images, 100.0, 128, codecs=(), ensemble_log_p=[out["total"]],
+        background_log_p=out["total"] - 3.0,
+    )  # fmt: skip
+    assert "waic" not in one_member  # WAIC needs two or more members
+    np.testing.assert_allclose(one_member["ren_llr"], -3.0)
+    with pytest.raises(ValueError, match="layout"):
+        detectors.flow_baseline_scores(out, images, 100.0, 128, klods_variants=("x:2",))
+
+
+def test_flow_group_results_separate_shifted_groups_and_flag_them():
+    rng = np.random.default_rng(1)
+    outputs = {"id_test": _outputs(rng, 40), "ood/far": _outputs(rng, 40, 1.0)}
+    nll_val = -_outputs(rng, 60)["total"]
+    results = detectors.flow_group_results(
+        outputs, 100.0, nll_val, jax.random.key(0), group_sizes=(5,),
+        seeds=(0, 1), bootstrap_resamples=100,
+    )  # fmt: skip
+    group = results["5"]
+    assert set(group["auroc"]) == {"typicality"} | {
+        f"klods_image_k2{p}" for p in detectors.KLODS_PARTS
+    }
+    assert group["auroc"]["typicality"]["far"]["mean"] == 1.0
+    assert group["auroc"]["klods_image_k2"]["far"]["mean"] > 0.9
+    flagged = group["typicality_test"]["flagged"]
+    assert flagged["far"] == 1.0 and flagged["id_test"] <= 0.25

@@ -11,6 +11,13 @@ from jaxood.detectors.dual_threshold import (
     rank_and_detector,
     rank_and_pairs,
 )
+from jaxood.detectors.flow_baselines import (
+    KLODS_PARTS,
+    flow_baseline_scores,
+    flow_group_results,
+    klods_latents,
+    klods_name,
+)
 from jaxood.detectors.hole_indicator import hole_indicator
 from jaxood.detectors.input_complexity import (
     compression_bits_per_dim,
@@ -30,6 +37,7 @@ from jaxood.detectors.typicality import bootstrap_threshold, typicality
 from jaxood.detectors.waic import waic
 
 __all__ = [
+    "KLODS_PARTS",
     "DensityState",
     "Detector",
     "KLParts",
@@ -41,12 +49,16 @@ __all__ = [
     "dual_threshold_pairs",
     "envelope_auroc",
     "final_scale",
+    "flow_baseline_scores",
+    "flow_group_results",
     "flow_statistics",
     "flow_table",
     "gaussian_kl_parts",
     "hole_indicator",
     "input_complexity",
     "klods",
+    "klods_latents",
+    "klods_name",
     "lid_only",
     "lid_only_sweep",
     "likelihood_ratio",
