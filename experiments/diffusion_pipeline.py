@@ -44,7 +44,8 @@ def fingerprint(config, setting: str) -> dict:
 def train_model(config, workdir: Path, setting: str, sets) -> dict:
     """Trains (or resumes, or restores) one score model; returns its EMA params."""
     run, model = workdir / setting / STAGE, build_model(config)
-    template = diffusion.init(model, jax.random.key(config.seed))
+    init = lambda: diffusion.init(model, jax.random.key(config.seed))  # noqa: E731
+    template = jax.eval_shape(init)  # a restore compiles no random init
     tc, seed = config.train, config.seed
     loss = diffusion.denoising_loss(model)
     optimizer = train.with_ema(
@@ -63,7 +64,7 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
         return loss(params, val_images, jax.random.key(seed))[0]
 
     return configured.train_stage(
-        config, run, fingerprint(config, setting), template, lambda: template, loss,
+        config, run, fingerprint(config, setting), template, init, loss,
         optimizer, train.epoch_batches(images, tc.batch_size, seed),
         config.settings[setting].steps, jax.random.key(seed),
         lambda p: {"val_loss": float(val_loss(p))}, select="final",

@@ -60,7 +60,8 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     """Trains (or resumes) one VAE; returns its validation-best params."""
     run = workdir / setting / kind
     model = build_model(config, kind)
-    template = vae.init(model, jax.random.key(config.seed))
+    init = lambda: vae.init(model, jax.random.key(config.seed))  # noqa: E731
+    template = jax.eval_shape(init)  # a restore compiles no random init
     tc, seed, loss = config.train, config.seed, vae.negative_elbo_loss(model)
     val_images = data.to_unit_interval(sets["id_val"])[: tc.eval_images]
     batches = train.epoch_batches(sets["id_train"], tc.batch_size, seed)
@@ -71,7 +72,7 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
         return loss(params, val_images, jax.random.key(seed))[0]
 
     return configured.train_stage(
-        config, run, fingerprint(config, setting, kind), template, lambda: template,
+        config, run, fingerprint(config, setting, kind), template, init,
         loss, io.optimizer(tc.learning_rate, optimizer="adam"), batch_fn,
         config.settings[setting].steps, jax.random.key(seed),
         lambda p: {"val_loss": float(val_loss(p))},
