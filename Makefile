@@ -30,23 +30,25 @@ RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmn
 run: data
 	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False
 
-# Two pytest workers (pytest-xdist), one test file each at a time; TEST_WORKERS=0
-# runs it in one process. The suite is mostly single-threaded XLA compilation, so two
-# workers on two cores beat one (755-797 s against 1,147 s). From a fresh clone on
-# 2026-12-02: 947 s (pytest 872 s, of which the pipeline module took 9 minutes on
-# one worker). Dealing tests out singly (--dist loadgroup, module-fixture tests kept
-# together) was slower: unfinished after 1,180 s (about 95 % of the tests), likely
-# because tests of one file then compile the same programs on both workers.
+# Two pytest workers (pytest-xdist, --dist loadfile in pyproject.toml: one test file
+# each at a time); TEST_WORKERS=0 runs it in one process. The suite is mostly
+# single-threaded XLA compilation, so two workers on two cores beat one (755-797 s
+# against 1,147 s). From a fresh clone on 2026-12-02: 947 s (pytest 872 s, of which
+# the pipeline module took 9 minutes on one worker). Dealing tests out singly
+# (--dist loadgroup, module-fixture tests kept together) was slower: unfinished
+# after 1,180 s (about 95 % of the tests), likely because tests of one file then
+# compile the same programs on both workers. `pytest -m "not slow"` (the inner
+# loop): 165 s on two workers, 268 s on one (2026-12-03, warm compilation cache).
 # Workers and their subprocesses share an XLA compilation cache in $TMPDIR.
 TEST_WORKERS ?= 2
 test: data
-	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # Pipeline runs kept out of make test for CI time (marked `extended`): the CIFAR-10
 # Glow, VAE and diffusion configs on mocked data, a whole diffusion run on 4 forced
 # devices and the MNIST-5k spline LID command.
 test-extended: data
-	$(PY) -m pytest -q -m extended $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest -q -m extended -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
