@@ -74,11 +74,7 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images --mode lid
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images --mode lid
-	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_2000 --mode lid --config.lid.num_eval=2000 --config.data.ood="('mnist_5k:all', 'animal_mnist:all')"
-	mkdir -p runs/glow_fmnist_general_images_5000/lid  # the 2,000 rows are its first
-	for f in runs/glow_fmnist_general_images_2000/lid/*.npz runs/glow_fmnist_general_images_2000/lid/*.key.json; do \
-		[ -e runs/glow_fmnist_general_images_5000/lid/$${f##*/} ] || cp $$f runs/glow_fmnist_general_images_5000/lid/; done  # never over newer rows (cp -n exits 1 on coreutils >= 9.2)
-	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all',)"
+	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all', 'animal_mnist:all')"
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_1000 --mode lid --config.lid.num_eval=1000 --config.checkpoints=runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)

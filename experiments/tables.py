@@ -38,11 +38,9 @@ COMMANDS = {
     "glow_fmnist_general_images_lid": "glow_fmnist.py:general_images --mode lid",
     "glow_mnist_5k_general_images_lid":
         "glow_fmnist.py:mnist_5k,general_images --mode lid",
-    "glow_fmnist_general_images_2000_lid": "glow_fmnist.py:general_images --mode lid "
-        "--config.lid.num_eval=2000 "
-        "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
     "glow_fmnist_general_images_5000_lid": "glow_fmnist.py:general_images --mode lid "
-        "--config.lid.num_eval=5000 --config.data.ood=\"('mnist_5k:all',)\"",
+        "--config.lid.num_eval=5000 "
+        "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
     "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 "
         "--config.checkpoints=runs/glow_mnist_5k_general_images",
