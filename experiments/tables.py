@@ -41,6 +41,9 @@ COMMANDS = {
     "glow_fmnist_general_images_5000_lid": "glow_fmnist.py:general_images --mode lid "
         "--config.lid.num_eval=5000 "
         "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
+    "glow_mnist_5k_general_images_6000": "glow_fmnist.py:mnist_5k,general_images "
+        "--config.stages.id_steps=6000 "
+        "--config.stages.snapshots=\"(1000, 2000, 3000, 4000, 5000)\"",
     "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 "
         "--config.checkpoints=runs/glow_mnist_5k_general_images",
