@@ -1,5 +1,4 @@
-"""The generated blocks of README.md and experiments/README.md, and each run's
-``report.md``.
+"""The generated blocks of both READMEs (top level, experiments/) and of run reports.
 
     python -m experiments.tables [--collect runs]
 
@@ -125,9 +124,8 @@ def _anchors(section: str, setting: str) -> list[str]:
 
 
 def _sizes(s: dict, oods) -> str:
-    n = s["sizes"]
-    return (f"{n['id_test']} ID test images, "
-            f"{min(n[f'ood/{o}'] for o in oods)} or more per OOD set")  # fmt: skip
+    least = min(s["sizes"][f"ood/{o}"] for o in oods)
+    return f"{s['sizes']['id_test']} ID test images, {least} or more per OOD set"
 
 
 def flow_block(r: dict) -> str:
@@ -406,10 +404,11 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
     )
 
 
-# The flow runs that differ only in their general set: (run, reverse-pair run).
+# The flow runs that differ only in their general set (and the ID model's length).
 GENERAL_SETS = {"general_photos": ("glow_fmnist", "glow_mnist_5k"),
                 "general_images": ("glow_fmnist_general_images",
-                                   "glow_mnist_5k_general_images")}  # fmt: skip
+                                   "glow_mnist_5k_general_images",
+                                   "glow_mnist_5k_general_images_6000")}  # fmt: skip
 COMPARED = ("likelihood", "final_scale", "llr", "llr_outlier")
 PAIRED = ("mnist_5k", "animal_mnist", "fashion_mnist", "general_held_out")
 
