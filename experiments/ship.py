@@ -20,10 +20,10 @@ stage's ``snapshots/`` (params at earlier steps) if it has them.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from experiments.flow_pipeline import STAGES
+from jaxood import io
 
 SHIPPED_STAGES = (*STAGES, "background")
 
@@ -39,28 +39,13 @@ def main(argv=None) -> None:
         "files, so name only the stages that changed",
     )
     args = parser.parse_args(argv)
-    run, target = Path(args.run), Path(args.to)
-    stages = args.stages.split(",")
+    run, target, stages = Path(args.run), Path(args.to), args.stages.split(",")
+    for stage in stages:  # final_params is written last: the stage is finished
+        if not (run / stage / "final_params").is_dir():
+            raise SystemExit(f"{run / stage} is not finished (no final_params).")
     for stage in stages:
-        source = run / stage
-        missing = [
-            p
-            for p in ("final_params", "config.json", "summary.json")
-            if not (source / p).exists()
-        ]
-        if missing:
-            raise SystemExit(f"{source} is not finished (missing {missing}).")
-    for stage in stages:
-        source, dest = run / stage, target / stage
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        shutil.copytree(source / "final_params", dest / "params")
-        shutil.copy(source / "config.json", dest / "config.json")
-        shutil.copy(source / "summary.json", dest / "summary.json")
-        if (source / "snapshots").is_dir():  # the params at earlier steps
-            shutil.copytree(source / "snapshots", dest / "snapshots")
-        size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
-        print(f"{dest}: {size / 1e6:.1f} MB")
+        size = io.ship_stage(run / stage, target / stage)
+        print(f"{target / stage}: {size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ A *stage* is one trained model in a directory of its own:
 :func:`train_or_restore` returns a finished stage's params without training, resumes
 an unfinished one, refuses a directory made with another fingerprint, and restores a
 stage from other folders (shipped checkpoints ``<stage>/params``, other runs'
-``<stage>/final_params``) whose ``config.json`` holds the same fingerprint. Outputs
+``<stage>/final_params``) whose ``config.json`` holds the same fingerprint
+(:func:`ship_stage` writes the shipped layout). Outputs
 computed from trained models are cached next to the key they were computed for
 (:func:`cached_arrays`; :func:`is_cached` and :func:`mark_cached` for other files;
 :func:`resumable_rows` for long per-example work that resumes batch by batch).
@@ -237,6 +238,28 @@ def train_or_restore(
         write_json(stage / "summary.json", summary)
     checkpoint.save_params(final, params)
     return place(params)
+
+
+def ship_stage(stage: Path, dest: Path) -> int:
+    """Copies a finished stage into the layout :func:`train_or_restore` restores
+    from (``dest/params``, ``config.json``, ``summary.json``, ``snapshots/`` if
+    any), replacing ``dest``; returns its size in bytes.
+
+    Raises:
+        ValueError: ``stage`` is not finished (names the missing files).
+    """
+    needed = ("final_params", "config.json", "summary.json")
+    missing = [name for name in needed if not (stage / name).exists()]
+    if missing:
+        raise ValueError(f"{stage} is not finished (missing {missing}).")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copytree(stage / "final_params", dest / "params")
+    for name in ("config.json", "summary.json"):
+        shutil.copy(stage / name, dest / name)
+    if (stage / "snapshots").is_dir():  # the params at earlier steps
+        shutil.copytree(stage / "snapshots", dest / "snapshots")
+    return sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
 
 
 def snapshots(stage: Path) -> list[int]:

@@ -228,3 +228,20 @@ def test_epoch_batches_cover_each_epoch_once():
     epoch = np.concatenate([batches(step) for step in range(3)])
     assert len(set(epoch.tolist())) == 9  # the last partial batch dropped
     assert not np.array_equal(batches(0), batches(3))  # a new order each epoch
+
+
+def test_a_shipped_stage_restores_with_its_summary_and_snapshots(tmp_path):
+    stage = tmp_path / "run" / "id"
+    trained = io.train_or_restore(stage, FINGERPRINT, TEMPLATE, Trainer(stage))
+    checkpoint.save_params(stage / "snapshots" / "10", trained)
+    with pytest.raises(ValueError, match="final_params"):
+        io.ship_stage(tmp_path / "run" / "missing", tmp_path / "ship" / "missing")
+    assert io.ship_stage(stage, tmp_path / "ship" / "id") > 0
+    again = tmp_path / "again" / "id"
+    trainer = Trainer(again)
+    restored = io.train_or_restore(
+        again, FINGERPRINT, TEMPLATE, trainer, [tmp_path / "ship"]
+    )
+    assert trainer.calls == 0 and io.snapshots(again) == [10]
+    np.testing.assert_array_equal(restored["w"], trained["w"])
+    assert io.stage_summary(again)["steps"] == io.stage_summary(stage)["steps"]
