@@ -28,9 +28,8 @@ from jaxood.data import sources
 from jaxood.flows import losses
 
 STAGES = ("general", "id", "id_outlier")
-# Schirrmeister et al.'s detectors and DoSE; the baselines are
-# detectors.flow_baseline_scores'.
-# Definitions: docs/detectors.md.
+# Schirrmeister et al.'s detectors and DoSE; the baselines come from
+# detectors.flow_baseline_scores. Definitions: docs/detectors.md.
 DETECTORS = ("likelihood", "final_scale", "llr", "llr_outlier", "dose")
 PLOTTED = ("likelihood", "final_scale", "llr", "ren_llr", "waic", "complexity_png")
 GROUPED = ("typicality", "klods_image_k2")  # drawn against the group size

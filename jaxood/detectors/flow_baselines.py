@@ -68,6 +68,11 @@ def _klods_parts(variant: str, latents, ridge: float) -> dict[str, np.ndarray]:
     }
 
 
+def _klods_part(variant: str, name: str, ridge: float):
+    """``(G, M, H, W, C)`` latents -> ``(G,)`` scores of one KLODS-R part."""
+    return lambda groups: _klods_parts(variant, groups, ridge)[name]
+
+
 def flow_baseline_scores(
     outputs: Outputs,
     images: np.ndarray,
@@ -153,12 +158,8 @@ def flow_group_results(
     for variant in klods_variants:  # one scorer per part, on the variant's latents
         latents = {n: klods_latents(variant, o) for n, o in outputs.items()}
         for suffix in KLODS_PARTS:
-            scorers[klods_name(variant) + suffix] = (
-                lambda g, v=variant, s=suffix: _klods_parts(v, g, klods_ridge)[
-                    klods_name(v) + s
-                ],
-                latents,
-            )
+            name = klods_name(variant) + suffix
+            scorers[name] = (_klods_part(variant, name, klods_ridge), latents)
     out = {}
     for size in group_sizes:
         auroc = {
@@ -175,11 +176,11 @@ def flow_group_results(
             bootstrap_threshold(key, stats, validation_nll, size,
                                 num_bootstrap=bootstrap_resamples, alpha=alpha)
         )  # fmt: skip
-        flagged = {
-            name.removeprefix("ood/"): float(np.mean(np.asarray(test.score(
-                stats, v[metrics.group_indices(len(v), size, seeds[0])])) > threshold))
-            for name, v in nll.items()
-        }  # fmt: skip
+        flagged = {}  # on the first shuffle's groups
+        for name, values in nll.items():
+            groups = values[metrics.group_indices(len(values), size, seeds[0])]
+            over = np.asarray(test.score(stats, groups)) > threshold
+            flagged[name.removeprefix("ood/")] = float(np.mean(over))
         out[str(size)] = {
             "auroc": auroc,
             "typicality_test": {
