@@ -43,6 +43,8 @@ COMMANDS = {
     "glow_mnist_5k_general_images_6000": "glow_fmnist.py:mnist_5k,general_images "
         "--config.stages.id_steps=6000 "
         "--config.stages.snapshots=\"(1000, 2000, 3000, 4000, 5000)\"",
+    "glow_mnist_5k_general_images_6000_lid": "glow_fmnist.py:mnist_5k,general_images "
+        "--mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000",
     "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 "
         "--config.checkpoints=runs/glow_mnist_5k_general_images",
@@ -83,8 +85,7 @@ def md_table(header: str | list[str], rows: list[list]) -> str:
 
 
 def interval(m: dict) -> str:
-    """``0.912 [0.900, 0.930]`` from a ``metrics.summary`` dict (the AUROC alone
-    where it holds no interval)."""
+    """``0.912 [0.900, 0.930]`` of a ``metrics.summary`` dict (or its AUROC alone)."""
     ends = [m[f"auroc_ci_{e}"] for e in ("low", "high") if f"auroc_ci_{e}" in m]
     return f"{m['auroc']:.3f}" + (" [{:.3f}, {:.3f}]".format(*ends) if ends else "")
 
@@ -444,8 +445,7 @@ def render(name: str):
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
-    """README path -> block name -> generated text, for the results files present
-    (a README may hold only the blocks whose results file is committed)."""
+    """README path -> block name -> text, for the committed results files only."""
     r = {n: json.loads((results_dir / f"{n}.json").read_text())
          for n in SOURCES if (results_dir / f"{n}.json").is_file()}  # fmt: skip
     experiments = {n: with_source(render(n)(r[n]), SOURCES[n][1],
