@@ -22,6 +22,7 @@ Detection", NeurIPS 2019; Choi et al., "WAIC, but Why?", 2018.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -68,9 +69,21 @@ def _klods_parts(variant: str, latents, ridge: float) -> dict[str, np.ndarray]:
     }
 
 
-def _klods_part(variant: str, name: str, ridge: float):
-    """``(G, M, H, W, C)`` latents -> ``(G,)`` scores of one KLODS-R part."""
-    return lambda groups: _klods_parts(variant, groups, ridge)[name]
+def _klods_part(variant: str, name: str, ridge: float, computed: dict):
+    """``(G, M, H, W, C)`` latents -> ``(G,)`` scores of one KLODS-R part.
+
+    The three parts come from one fit: ``computed`` keeps every part of each group
+    array (by its bytes) so that the other two parts' calls reuse it.
+    """
+
+    def score(groups: np.ndarray) -> np.ndarray:
+        groups = np.ascontiguousarray(groups)
+        key = (variant, groups.shape, hashlib.blake2b(groups.tobytes()).digest())
+        if key not in computed:
+            computed[key] = _klods_parts(variant, groups, ridge)
+        return computed[key][name]
+
+    return score
 
 
 def flow_baseline_scores(
@@ -155,11 +168,13 @@ def flow_group_results(
     stats, test = {"entropy": entropy}, typicality()
     nll = {name: -o["total"] for name, o in outputs.items()}
     scorers = {"typicality": (lambda g: np.asarray(test.score(stats, g)), nll)}
+    computed = {}  # KLODS-R parts per group array, shared by the parts' scorers
     for variant in klods_variants:  # one scorer per part, on the variant's latents
         latents = {n: klods_latents(variant, o) for n, o in outputs.items()}
         for suffix in KLODS_PARTS:
             name = klods_name(variant) + suffix
-            scorers[name] = (_klods_part(variant, name, klods_ridge), latents)
+            score = _klods_part(variant, name, klods_ridge, computed)
+            scorers[name] = (score, latents)
     out = {}
     for size in group_sizes:
         auroc = {
