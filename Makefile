@@ -65,6 +65,9 @@ format: $(STAMP)
 # Glows instead of training them again (over an hour less on 2 cores).
 REPRODUCE_FLAGS ?=
 SHIPPED := $(if $(findstring --shipped,$(REPRODUCE_FLAGS)),,--config.checkpoints=)
+# Without --shipped, the shipped 6,000-step MNIST-5k models are not restored either:
+# only the general model trained by the line before them is.
+FROM_RUNS := $(if $(SHIPPED),--config.checkpoints=runs/glow_fmnist_general_images,)
 reproduce: data
 	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k
@@ -75,8 +78,8 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images --mode lid
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images --mode lid
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all', 'animal_mnist:all')"
-	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --config.stages.id_steps=6000 --config.stages.snapshots="(1000, 2000, 3000, 4000, 5000)"
-	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000
+	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --config.stages.id_steps=6000 --config.stages.snapshots="(1000, 2000, 3000, 4000, 5000)" $(FROM_RUNS)
+	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000 $(FROM_RUNS)
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_1000 --mode lid --config.lid.num_eval=1000 --config.checkpoints=runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)

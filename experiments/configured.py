@@ -25,9 +25,10 @@ def resolve(folder: str) -> Path:
 
 
 def restore_sources(config) -> list[Path]:
-    """The folders a config restores trained stages from (``config.checkpoints``:
-    the shipped checkpoints, or another run directory; none when empty)."""
-    return [resolve(config.checkpoints)] if config.checkpoints else []
+    """The folders a config restores trained stages from (``config.checkpoints``,
+    comma-separated: shipped checkpoints or other run directories, the first whose
+    stage matches wins; none when empty)."""
+    return [resolve(folder) for folder in config.checkpoints.split(",") if folder]
 
 
 def train_stage(

@@ -73,30 +73,20 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     )  # fmt: skip
 
 
-def run(config, workdir: Path, mode: str, command: str) -> None:
-    """``train`` | ``score`` | ``report`` | ``all``, every setting."""
-    if mode == "lid":
-        raise SystemExit("--mode lid: FLIPD is part of --mode score here.")
-    params, sets = {}, {}
-    for setting in config.settings:
-        sets[setting] = configured.load_setting(config, setting)
-        params[setting] = train_model(config, workdir, setting, sets[setting])
-    if mode == "train":
-        return
-    results = {"name": config.name, "model": config.model.to_dict(), "settings": {}}
+def train_models(config, workdir: Path):
+    """Every setting's score model, trained or restored: ``(sets, {setting:
+    params})``."""
+    sets = {s: configured.load_setting(config, s) for s in config.settings}
+    return sets, {s: train_model(config, workdir, s, sets[s]) for s in sets}
+
+
+def score(config, workdir: Path, trained) -> dict:
+    (sets, params), settings = trained, {}
     for setting in config.settings:
         scores = score_sets(config, workdir, setting, sets[setting], params[setting])
         summary = io.stage_summary(workdir / setting / STAGE)
-        results["settings"][setting] = summarise(config, scores, summary)
-    io.write_json(workdir / "results.json", results)
-    if mode in ("report", "all"):
-        key, num = jax.random.key(config.seed + 2), config.report.num_samples
-        model = build_model(config)
-        samples = {
-            s: diffusion.sample_images(model, params[s], key, num)
-            for s in config.settings
-        }
-        print(write_report(config, workdir, results, samples, command))
+        settings[setting] = summarise(config, scores, summary)
+    return {"name": config.name, "model": config.model.to_dict(), "settings": settings}
 
 
 def curve_t0s(sc) -> np.ndarray:
@@ -234,13 +224,15 @@ def _mean_and_interval(values: np.ndarray) -> dict:
     return {"mean": float(np.mean(values)), "half_width": float(half), "n": len(values)}
 
 
-def write_report(config, workdir: Path, results, samples, command) -> str:
+def report(config, workdir: Path, trained, results, command) -> str:
     """Writes ``report.md`` with the tables, samples, FLIPD-vs-t0 curves and a
     likelihood-vs-FLIPD scatter; returns the stdout table."""
-    figures = {}
+    figures, model = {}, build_model(config)
+    key, num = jax.random.key(config.seed + 2), config.report.num_samples
     for setting, s in results["settings"].items():
-        plots.image_grid(samples[setting], workdir / f"samples_{setting}.png",
-                        f"{setting}: probability-flow ODE samples")  # fmt: skip
+        samples = diffusion.sample_images(model, trained[1][setting], key, num)
+        plots.image_grid(samples, workdir / f"samples_{setting}.png",
+                         f"{setting}: probability-flow ODE samples")  # fmt: skip
         scores = dict(np.load(workdir / setting / "scores.npz"))
         knee, names = s["t0s"].index(s["t0_knee"]), list(s["curves"])
         label = {n: n.removeprefix("ood/") for n in names}

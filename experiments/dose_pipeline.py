@@ -15,8 +15,7 @@ same images. Fitting reads the ``fit`` table alone: :func:`fit_and_score`.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax
@@ -28,30 +27,7 @@ from jaxood import data, detectors, io, metrics, plots
 
 FIT = "fit"  # the table of ID training statistics; nothing else is fit on
 FLOW = "glow"  # the flow family's feature prefix; the VAEs use their model names
-# Published single detectors of each family, recomputed from one model's statistics
-# on the same images (anomaly scores, higher = OOD); the best of each column is
-# printed beside DoSE. Typicality applies to every model.
-TYPICALITY = {"typicality": lambda s: s["typicality"]}
-SINGLE: dict[str, dict[str, Callable[[Mapping], np.ndarray]]] = {
-    FLOW: {
-        "Glow −log p": lambda s: -s["log_p"],
-        "Glow final scale": lambda s: -s[f"lp_scale{_last_scale(s)}"],
-        "ratio to general Glow": lambda s: s["log_p_general"] - s["log_p"],
-        "input complexity": lambda s: s["complexity_png"],
-        "KLODS-R": lambda s: s["klods_tc"] + s["klods_dw"],
-        **TYPICALITY,
-    },
-    "vae": {
-        "IWAE −log p": lambda s: -s["log_p"],
-        "hole indicator": lambda s: s["hole"],
-        **TYPICALITY,
-    },
-}
 FLOW_STAGES = ("id", "general")  # the flows whose statistics are features
-
-
-def _last_scale(stats: Mapping) -> int:
-    return max(int(k.removeprefix("lp_scale")) for k in stats if k.startswith("lp_"))
 
 
 def fit_and_score(
@@ -158,10 +134,10 @@ def statistics(config, images: dict, models: dict) -> dict[str, dict]:
     }
 
 
-def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
-    """:func:`statistics` of one setting, cached in ``<setting>/statistics.npz``
-    against the data, the statistics' settings and every model's training."""
-    models, summaries = restore_models(config, workdir, setting)
+def cached_statistics(config, workdir: Path, setting: str, models, summaries):
+    """:func:`statistics` of one setting's ``models``, ``{set: {feature: (N,)}}``,
+    cached in ``<setting>/statistics.npz`` against the data, the statistics'
+    settings and every model's training (``summaries``)."""
     dc = config.dose
     key = io.as_json(
         {
@@ -186,31 +162,23 @@ def cached_statistics(config, workdir: Path, setting: str) -> dict[str, dict]:
 
 
 def single_detectors(table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The published detectors of :data:`SINGLE` for every model of the table."""
+    """The published detectors of every model of the table (anomaly scores)."""
     out = {}
     for model in sorted({f.split("/")[0] for f in table}):
         own = {
             f.split("/", 1)[1]: v for f, v in table.items() if f.startswith(model + "/")
         }
-        for label, score in SINGLE[FLOW if model == FLOW else "vae"].items():
-            out[f"{label} ({model})"] = score(own)
+        family = "flow" if model == FLOW else "vae"
+        for label, score in detectors.published_scores(own, family).items():
+            out[f"{label} ({model})"] = score
     return out
 
 
-def asymmetry_quartiles(flipped: np.ndarray, score_in, score_out) -> list[dict]:
-    """AUROC of the ID test images against each quarter of the flipped images, by
-    their vertical asymmetry ``mean |x − flip(x)| / 255``: the flip of a nearly
-    symmetric image is close to an in-distribution image."""
+def flip_asymmetry(flipped: np.ndarray) -> np.ndarray:
+    """``mean |x − flip(x)| / 255`` per vertically flipped image: the flip of a
+    nearly symmetric image is close to an in-distribution image."""
     x = flipped.astype(np.float64) / 255
-    asymmetry = np.mean(np.abs(x - x[:, ::-1]), axis=(1, 2, 3))
-    edges = np.quantile(asymmetry, [0.0, 0.25, 0.5, 0.75, 1.0])
-    quarter = np.searchsorted(edges[1:-1], asymmetry, side="right")  # 0..3, once each
-    member = [quarter == q for q in range(4)]
-    return [
-        {"low": float(a), "high": float(b), "n": int(m.sum()),
-         "auroc": metrics.auroc(score_in, score_out[m])}
-        for (a, b), m in zip(itertools.pairwise(edges), member, strict=True)
-    ]  # fmt: skip
+    return np.mean(np.abs(x - x[:, ::-1]), axis=(1, 2, 3))
 
 
 def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> dict:
@@ -250,8 +218,8 @@ def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> 
         out["dose"].setdefault(method, {})[family] = auroc_table(per_set)
     primary = scores[dc.method, "all"]
     out["flip_asymmetry"] = {
-        ood.removeprefix("ood/"): asymmetry_quartiles(
-            images[ood], primary["id_test"], primary[ood]
+        ood.removeprefix("ood/"): metrics.auroc_by_quantile(
+            flip_asymmetry(images[ood]), primary["id_test"], primary[ood]
         )
         for ood in oods
         if ood.endswith("_vflip")
@@ -276,26 +244,21 @@ def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> 
     return out
 
 
-def run(config, workdir: Path, mode: str, command: str) -> None:
-    """``train`` (restore or train every model) | ``score`` | ``report`` | ``all``."""
-    if mode == "lid":
-        raise SystemExit("--mode lid needs a flow config (glow_fmnist.py).")
-    settings = list(config.data.ood)
-    if mode == "train":
-        for setting in settings:
-            restore_models(config, workdir, setting)
-        return
-    results = {"name": config.name, "command": command, "settings": {}}
-    for setting in settings:
-        tables = cached_statistics(config, workdir, setting)
-        images = load_images(config, setting)
-        results["settings"][setting] = evaluate(config, tables, images)
-    io.write_json(workdir / "results.json", results)
-    if mode in ("report", "all"):
-        print(write_report(config, workdir, results, command))
+def train_models(config, workdir: Path) -> dict:
+    """Every setting's models, trained or restored: ``{setting: (models,
+    summaries)}`` of :func:`restore_models`."""
+    return {s: restore_models(config, workdir, s) for s in config.data.ood}
 
 
-def write_report(config, workdir: Path, results: dict, command: str) -> str:
+def score(config, workdir: Path, trained) -> dict:
+    settings = {}
+    for setting, (models, summaries) in trained.items():
+        tables = cached_statistics(config, workdir, setting, models, summaries)
+        settings[setting] = evaluate(config, tables, load_images(config, setting))
+    return {"name": config.name, "settings": settings}
+
+
+def report(config, workdir: Path, trained, results: dict, command: str) -> str:
     """Writes ``report.md`` with the DoSE tables and a heat map of the single-
     feature AUROCs; returns the tables."""
     for setting, s in results["settings"].items():

@@ -443,35 +443,34 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     return results
 
 
-def run(config, workdir: Path, mode: str, command: str) -> None:
-    """``train`` | ``score`` | ``lid`` | ``report`` | ``all`` (= train, score,
-    report; LID is separate: it takes about an hour on 2 cores)."""
+def train_models(config, workdir: Path):
+    """Every stage (finished ones restored): ``(sets, {stage: params})``."""
     sets = load_sets(config)
-    if mode == "lid":  # the ID model (trained or restored first) alone
-        params = train_all(config, workdir, sets, id_only=True)["id"]
-        summary, out = io.stage_summary(workdir / "id"), workdir / "lid"
-        model, lc = build_model(config), config.lid
-        results = lid_pipeline.run(
-            model, params, sets, out, lc, config.data.id_dataset, summary
-        )
-        print(tables.write_report(out, f"{config.name}: LID dual threshold",
-                                  tables.lid_block(results), {"LID": "lid.png"},
-                                  command))  # fmt: skip
-        return
-    params = train_all(config, workdir, sets)
-    if mode == "train":
-        return
+    return sets, train_all(config, workdir, sets)
+
+
+def score(config, workdir: Path, trained) -> dict:
     if config.id_from_scratch:
         raise SystemExit(
             f"{config.name} trains one ID model, for --mode lid; the detectors of "
             "--mode score need the general model (a config without 'spline')."
         )
-    results = score_all(config, workdir, sets, params)
-    if mode in ("report", "all"):
-        print(write_report(config, workdir, results, params, command))
+    return score_all(config, workdir, *trained)
 
 
-def write_report(config, workdir: Path, results: dict, params: dict, command: str):
+def lid(config, workdir: Path, command: str) -> str:
+    """LID + likelihood dual threshold of the ID model (trained or restored first);
+    separate from ``all``: it takes about an hour on 2 cores."""
+    sets = load_sets(config)
+    params = train_all(config, workdir, sets, id_only=True)["id"]
+    summary, out = io.stage_summary(workdir / "id"), workdir / "lid"
+    results = lid_pipeline.run(build_model(config), params, sets, out, config.lid,
+                               config.data.id_dataset, summary)  # fmt: skip
+    title, block = f"{config.name}: LID dual threshold", tables.lid_block(results)
+    return tables.write_report(out, title, block, {"LID": "lid.png"}, command)
+
+
+def report(config, workdir: Path, trained, results: dict, command: str) -> str:
     """``report.md`` with ROC curves, histograms, AUROC against the group size,
     training curves, samples and (with snapshots) the ratio against the length of
     training; returns the compact table for stdout."""
@@ -496,7 +495,7 @@ def write_report(config, workdir: Path, results: dict, params: dict, command: st
         [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": axis,
           "series": {o: curve(d, o) for o in sets}} for d in GROUPED],
         workdir / "groups.png")  # fmt: skip
-    model, rc = build_model(config), config.report
+    model, rc, params = build_model(config), config.report, trained[1]
     for stage in ("id", "general"):
         x = flows.sample(model, params[stage], jax.random.key(config.seed),
                          rc.num_samples, rc.sample_temperature)  # fmt: skip

@@ -23,55 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxood import batching, data, detectors, flows, io, lid, parallel, plots
+from jaxood import data, detectors, flows, io, lid, parallel, plots
 
 BATCH = 4
 SWEEP = np.linspace(-10.0, 5.0, 50)  # ℓ = log τ, as the reference's LID curves
 DELTAS = np.linspace(-8.0, 2.0, 50)  # δ = log σ of the LIDL sweep (FastFlowLIDL)
-
-
-def _spectra_of(model, params, x) -> dict[str, np.ndarray]:
-    """Singular values ``s`` and ``log_p`` of a model-space batch.
-
-    A row is NaN where the decoder's Jacobian at z0 is not finite (the inverse
-    flow overflows there: seen on one uniform-noise image whose log p is finite);
-    :func:`run` drops such images and reports them.
-    """
-
-    def both(_, batch):  # on a mesh: padded to the device count, split over it
-        spectrum, _ = lid.flow_spectra(model, params, batch, chunk_size=128)
-        # Jitted: an op-by-op model.forward re-traces its scans every call, and the
-        # executables it compiles each time exhausted the process's memory maps
-        # ("LLVM ERROR: Unable to allocate section memory") after ~70 batches.
-        return spectrum.singular_values, flows.log_prob(model, params, batch).total
-
-    s, log_p = batching.map_batches(both, x, len(x), desc="spectra")
-    return {"s": s, "log_p": log_p.astype(np.float64)}
-
-
-def _lidl_of(model, params, x) -> dict[str, np.ndarray]:
-    """Smooth LID (LIDL) of a model-space batch at every δ in :data:`DELTAS`.
-
-    One SVD with right singular vectors per image serves all 50 scales.
-    """
-    # Each device sweeps its own images (a vmapped value check cannot run over a
-    # batch axis split by explicit mesh axes).
-    sweep = jax.jit(
-        lambda spectrum, z0, deltas: parallel.per_shard(
-            lambda b, d: jax.vmap(lid.lidl, in_axes=(0, 0, None))(*b, d),
-            (spectrum, z0),
-            deltas,
-        )
-    )
-
-    def curves_of(_, batch):
-        spectrum, z0 = lid.flow_spectra(
-            model, params, batch, chunk_size=128, vectors=True
-        )
-        return sweep(spectrum, z0, jnp.asarray(DELTAS))
-
-    curves = batching.map_batches(curves_of, x, len(x), desc="lidl")
-    return {"lidl": curves.astype(np.float64)}
 
 
 def run(
@@ -100,12 +56,19 @@ def run(
     key = {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
 
     def rows(fn, images, file, desc):  # resumable: saved once a minute
-        model_space = lambda x: fn(model, params, data.to_model_space(x))  # noqa: E731
-        return io.resumable_rows(out / file, key, model_space, images, BATCH, desc)
+        return io.resumable_rows(out / file, key, fn, images, BATCH, desc)
+
+    def spectra_of(x):
+        return lid.flow_spectra_images(model, params, x, batch_size=BATCH)
+
+    def lidl_of(x):
+        return {
+            "lidl": lid.flow_lidl_images(model, params, x, DELTAS, batch_size=BATCH)
+        }
 
     spectra, dropped = {}, {}
     for name, images in chosen.items():
-        got = rows(_spectra_of, images, f"{name.replace('/', '_')}.npz", name)
+        got = rows(spectra_of, images, f"{name.replace('/', '_')}.npz", name)
         keep = ~np.isnan(got["s"]).any(axis=1)
         spectra[name] = {k: v[keep] for k, v in got.items()}
         dropped[name] = np.flatnonzero(~keep).tolist()
@@ -185,7 +148,7 @@ def run(
         "mean_curves": {
             name: np.delete(  # the images dropped above have no LIDL either
                 rows(
-                    _lidl_of,
+                    lidl_of,
                     chosen[name][: lc.num_lidl],
                     f"lidl_{name.replace('/', '_')}.npz",
                     f"LIDL {name}",

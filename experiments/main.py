@@ -8,7 +8,12 @@
 Modes: ``train`` (every model of the config, resuming; finished ones are kept),
 ``score`` (``scores.npz``, ``results.json``), ``lid`` (flows: LID + likelihood dual
 threshold), ``report`` (``report.md`` with plots, and the table on stdout), ``all``
-(train, score, report). The logic lives in the pipeline module the config names.
+(train, score, report). The logic lives in the pipeline module the config names
+(``config.pipeline``): its ``train_models(config, workdir) -> trained``, ``score(config,
+workdir, trained) -> results`` (a JSON-able dict), ``report(config, workdir, trained,
+results, command) -> str`` (writes ``report.md``, returns the table to print) and,
+for flows, ``lid(config, workdir, command) -> str``; :func:`run` strings them
+together.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxood import parallel
+from jaxood import io, parallel
 
 MODES = ("train", "score", "lid", "report", "all")
 
@@ -80,7 +85,27 @@ def main(argv: list[str] | None = None) -> None:
     mesh = parallel.data_mesh(devices(config.mesh.devices))
     print(parallel.describe(mesh))
     with jax.set_mesh(mesh):  # batches split over the mesh, params replicated
-        pipeline.run(config, workdir, mode, command)
+        run(pipeline, config, workdir, mode, command)
+
+
+def run(pipeline, config, workdir: Path, mode: str, command: str) -> None:
+    """One mode of a pipeline module (see the module docstring)."""
+    if mode == "lid":
+        lid = getattr(pipeline, "lid", None)
+        if lid is None:
+            raise SystemExit(
+                f"--mode lid needs a flow config (glow_fmnist.py); {config.name} is a "
+                f"{config.pipeline} config."
+            )
+        print(lid(config, workdir, command))
+        return
+    trained = pipeline.train_models(config, workdir)
+    if mode == "train":
+        return
+    results = pipeline.score(config, workdir, trained) | {"command": command}
+    io.write_json(workdir / "results.json", results)
+    if mode in ("report", "all"):
+        print(pipeline.report(config, workdir, trained, results, command))
 
 
 def devices(count: int) -> list:

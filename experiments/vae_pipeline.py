@@ -201,35 +201,33 @@ def summarise(config, all_scores: dict, summaries: dict) -> dict:
     return results
 
 
-def run(config, workdir: Path, mode: str, command: str) -> None:
-    """``train`` | ``score`` | ``report`` | ``all``, every setting × model."""
-    if mode == "lid":
-        raise SystemExit(
-            "--mode lid needs a flow config (the VAE LID is a library "
-            "function, jaxood.lid.vae_decoder_spectra)."
-        )
-    params, sets, summaries = {}, {}, {}
+def train_models(config, workdir: Path):
+    """Every setting × model, trained or restored: ``(sets, {(setting, kind):
+    params})``."""
+    sets, params = {}, {}
     for setting in config.settings:
         sets[setting] = configured.load_setting(config, setting)
         for kind in config.models:
             params[setting, kind] = train_model(
                 config, workdir, setting, kind, sets[setting]
             )
-            summaries[f"{setting}/{kind}"] = io.stage_summary(workdir / setting / kind)
-    if mode == "train":
-        return
-    all_scores = {
-        (setting, kind): score_model(config, workdir, setting, kind, sets[setting], p)
-        for (setting, kind), p in params.items()
-    }
-    results = summarise(config, all_scores, summaries)
-    io.write_json(workdir / "results.json", results)
-    if mode in ("report", "all"):
-        print(write_report(config, workdir, results, all_scores, params, command))
+    return sets, params
 
 
-def write_report(config, workdir: Path, results, all_scores, params, command) -> str:
+def _all_scores(config, workdir: Path, trained) -> dict:
+    sets, params = trained
+    return {(s, kind): score_model(config, workdir, s, kind, sets[s], p)
+            for (s, kind), p in params.items()}  # fmt: skip
+
+
+def score(config, workdir: Path, trained) -> dict:
+    summaries = {f"{s}/{k}": io.stage_summary(workdir / s / k) for s, k in trained[1]}
+    return summarise(config, _all_scores(config, workdir, trained), summaries)
+
+
+def report(config, workdir: Path, trained, results, command) -> str:
     """Writes ``report.md`` and plots of the VAE run; returns its table."""
+    all_scores, params = _all_scores(config, workdir, trained), trained[1]
     pairs, kinds = list(results["pairs"]), list(results["models"])
     fig, axes = plots.panels(len(kinds), 4, 2.6, rows=len(pairs))
     for row, pair in zip(axes, pairs, strict=True):

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import time
@@ -102,6 +103,18 @@ def cached_arrays(
     return dict(np.load(path))
 
 
+INPUTS_FIELD = "__inputs__"  # resumable_rows: a hash of each row's input
+
+
+def _row_hashes(inputs: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each input row (which image a cached row belongs to)."""
+    flat = np.ascontiguousarray(inputs).reshape(len(inputs), -1)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest())
+         for row in flat], np.uint64,
+    )  # fmt: skip
+
+
 def resumable_rows(
     path: Path,
     key: dict,
@@ -117,16 +130,26 @@ def resumable_rows(
     computes only the new rows (for work that takes hours, such as exact LID
     spectra; ``save_every=0`` saves after every batch).
 
-    The rows belong to ``key`` (recorded in ``<path stem>.key.json``); rows
-    computed for another key are discarded, not mixed with new ones.
+    The rows belong to ``key`` (recorded in ``<path stem>.key.json``) and to their
+    inputs (a hash of each is saved beside the rows): rows computed for another key,
+    or for inputs that are not a prefix-wise match of these (another subset of a
+    test set, another preprocessing), are discarded, not mixed with new ones.
 
     Returns:
         The first ``len(inputs)`` rows of each name.
     """
     key_file = path.with_name(path.stem + ".key.json")
-    done = {}
+    hashes, done = _row_hashes(inputs), {}
     if path.exists() and is_cached(key_file, key, [path]):
         done = dict(np.load(path))
+        saved_hashes = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
+        common = min(len(saved_hashes), len(hashes))
+        if (
+            len(saved_hashes) != len(next(iter(done.values()), saved_hashes))
+            or (saved_hashes[:common] != hashes[:common]).any()
+        ):
+            print(f"{path}: rows of other inputs, recomputed.")
+            done = {}
     start = len(next(iter(done.values()))) if done else 0
     parts, saved = [done] if done else [], time.monotonic()
     begins = range(start, len(inputs), batch_size)
@@ -135,8 +158,10 @@ def resumable_rows(
         if i == len(begins) - 1 or time.monotonic() - saved >= save_every:
             done = {k: np.concatenate([p[k] for p in parts]) for k in parts[-1]}
             parts, saved = [done], time.monotonic()
+            rows = len(next(iter(done.values())))
             tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez(tmp, **done)  # uncompressed: rewritten at every save
+            # uncompressed: rewritten at every save
+            np.savez(tmp, **done, **{INPUTS_FIELD: hashes[:rows]})
             tmp.replace(path)
             mark_cached(key_file, key)
     return {k: v[: len(inputs)] for k, v in done.items()}

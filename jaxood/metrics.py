@@ -247,6 +247,32 @@ def summary(
     return result
 
 
+def auroc_by_quantile(
+    values, scores_in, scores_out, *, num_bins: int = 4
+) -> list[dict[str, float]]:
+    """AUROC of all the ID scores against each quantile bin of the OOD examples,
+    binned by ``values`` (one per OOD example, e.g. how far an image is from its
+    in-distribution counterpart): which OOD examples a detector misses.
+
+    Returns:
+        One ``{"low", "high", "n", "auroc"}`` per bin, in order of ``values``; bins
+        are ``[low, high)`` between quantiles, the last one closed.
+    """
+    values, scores_out = np.asarray(values, np.float64), np.asarray(scores_out)
+    if values.shape != scores_out.shape:
+        raise ValueError(
+            f"values {values.shape} must match scores_out {scores_out.shape}."
+        )
+    edges = np.quantile(values, np.linspace(0.0, 1.0, num_bins + 1))
+    member = np.searchsorted(edges[1:-1], values, side="right")  # each in one bin
+    return [
+        {"low": float(edges[b]), "high": float(edges[b + 1]),
+         "n": int(np.sum(member == b)),
+         "auroc": auroc(scores_in, scores_out[member == b])}
+        for b in range(num_bins)
+    ]  # fmt: skip
+
+
 def group_indices(num: int, group_size: int, seed: int) -> np.ndarray:
     """``(num // group_size, group_size)`` indices of a fixed-seed shuffle into groups.
 

@@ -65,6 +65,29 @@ def test_general_model_is_shared_between_in_distribution_sets():
         assert io.snapshots(found) == snapshots
 
 
+def test_mnist_5k_runs_restore_shipped_stages_on_a_fresh_clone():
+    # No runs/ folder needed: the general model comes from the Fashion-MNIST
+    # config's shipped checkpoints, the 6,000-step ID models from their own.
+    for option, shipped in (
+        ("mnist_5k", {"general": "glow_fmnist"}),
+        ("mnist_5k,general_images", {"general": "glow_fmnist_general_images",
+                                     "id": "glow_mnist_5k_general_images",
+                                     "id_outlier": "glow_mnist_5k_general_images"}),
+    ):  # fmt: skip
+        config = glow_fmnist.get_config(option)
+        config.stages.id_steps = 6000
+        sources = [
+            s for s in configured.restore_sources(config) if "runs" not in s.parts
+        ]
+        for stage, folder in shipped.items():
+            fp = flow_pipeline.fingerprint(config, stage)
+            found = io.find_source(sources, stage, fp)
+            assert found is not None and found.parent.name == folder, (option, stage)
+    config = glow_fmnist.get_config("mnist_5k,general_images")  # 1,000 steps: trains
+    fp = flow_pipeline.fingerprint(config, "id")
+    assert io.find_source(configured.restore_sources(config), "id", fp) is None
+
+
 def test_config_options():
     assert glow_fmnist.get_config("mnist_5k,smoke").name == "glow_mnist_5k_smoke"
     assert glow_fmnist.get_config("default").name == "glow_fmnist"

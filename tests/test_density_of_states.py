@@ -166,6 +166,14 @@ def test_family_statistics_agree_with_the_model_functions(key):
     np.testing.assert_allclose(table["lp_scale0"] + table["lp_scale1"], table["log_p"])
     np.testing.assert_allclose(table["log_p_general"], table["log_p"])
     assert set(table) >= {"latent_sq0", "klods_tc", "klods_dw", "complexity_png"}
+    (fit,) = detectors.with_typicality(table)
+    published = detectors.published_scores(fit, "flow")
+    np.testing.assert_allclose(published["Glow −log p"], -table["log_p"])
+    np.testing.assert_allclose(published["Glow final scale"], -table["lp_scale1"])
+    np.testing.assert_allclose(published["ratio to general Glow"], 0.0)
+    assert published["typicality"] is fit["typicality"] and len(published) == 6
+    with pytest.raises(ValueError, match="family must be"):
+        detectors.published_scores(fit, "diffusion")
 
     model = vae.VAE(
         vae.VAEConfig(

@@ -197,6 +197,22 @@ def test_resumable_rows_resume_extend_and_follow_their_key(tmp_path):
     assert json.loads((tmp_path / "rows.key.json").read_text()) == {"model": 2}
 
 
+def test_resumable_rows_belong_to_their_inputs(tmp_path):
+    # Another subset of a set under the same key (e.g. another max_eval): the rows
+    # of the old images must not be returned for the new ones.
+    path, x = tmp_path / "rows.npz", np.arange(20.0).reshape(10, 2)
+    fn = lambda b: {"sum": b.sum(axis=1)}  # noqa: E731
+    io.resumable_rows(path, {"model": 1}, fn, x[:6], batch_size=2)
+    shuffled = x[::-1].copy()
+    rows = io.resumable_rows(path, {"model": 1}, fn, shuffled[:4], batch_size=2)
+    np.testing.assert_array_equal(rows["sum"], shuffled[:4].sum(axis=1))
+    assert set(np.load(path)) == {"sum", io.INPUTS_FIELD}
+    # A file without the hashes (or with rows of unknown inputs) is recomputed.
+    np.savez(path, sum=np.zeros(4))
+    rows = io.resumable_rows(path, {"model": 1}, fn, shuffled[:4], batch_size=2)
+    np.testing.assert_array_equal(rows["sum"], shuffled[:4].sum(axis=1))
+
+
 def test_resumable_rows_keep_what_was_saved_when_interrupted(tmp_path):
     path, x = tmp_path / "rows.npz", np.arange(12.0).reshape(6, 2)
 

@@ -141,6 +141,34 @@ def test_flow_spectra_match_the_decoder_jacobian(key):
     )
 
 
+@pytest.mark.slow
+def test_whole_set_spectra_and_lidl_are_the_per_batch_ones(key):
+    from jaxood import data, flows
+
+    model = flows.Glow(
+        flows.GlowConfig(
+            image_shape=(8, 8, 1), num_scales=2, steps_per_scale=1, hidden=8
+        )
+    )
+    images = np.asarray(jax.random.randint(key, (5, 8, 8, 1), 0, 256), np.uint8)
+    x = data.to_model_space(images)
+    params = flows.init(model, jax.random.key(1), x)
+    got = lid.flow_spectra_images(model, params, images, batch_size=2)
+    spectrum, z0 = lid.flow_spectra(model, params, x)
+    np.testing.assert_allclose(got["s"], spectrum.singular_values, rtol=1e-5)
+    np.testing.assert_allclose(
+        got["log_p"], flows.log_prob(model, params, x).total, rtol=1e-5
+    )
+    assert got["log_p"].dtype == np.float64 and got["s"].shape == (5, 64)
+    deltas = np.array([-4.0, 0.0])
+    curves = lid.flow_lidl_images(model, params, images[:3], deltas, batch_size=2)
+    full, z0 = lid.flow_spectra(model, params, x[:3], vectors=True)
+    one = jax.tree.map(lambda a: a[2], full)
+    np.testing.assert_allclose(
+        curves[2], lid.lidl(one, z0[2], jnp.asarray(deltas)), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_calibration_reaches_the_target():
     s = jnp.exp(jnp.linspace(-6.0, 2.0, 40))[None, :] * jnp.ones((8, 1))
     log_tau, mean = lid.calibrate_log_tau(s, target=25.0)

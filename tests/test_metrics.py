@@ -139,3 +139,18 @@ def test_roc_curve_matches_sklearn():
     sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sk_fpr)
     np.testing.assert_allclose(tpr, sk_tpr)
+
+
+def test_auroc_by_quantile_bins_the_ood_examples():
+    rng = np.random.default_rng(0)
+    s_in, values = rng.normal(size=200), rng.uniform(size=400)
+    s_out = values * 4 - 2 + rng.normal(size=400) * 0.1  # larger values: more OOD
+    bins = metrics.auroc_by_quantile(values, s_in, s_out)
+    assert [b["n"] for b in bins] == [100] * 4
+    assert bins[0]["low"] == values.min() and bins[-1]["high"] == values.max()
+    aurocs = [b["auroc"] for b in bins]
+    assert aurocs == sorted(aurocs) and aurocs[0] < 0.3 and aurocs[-1] > 0.9
+    low = values < bins[0]["high"]
+    assert aurocs[0] == metrics.auroc(s_in, s_out[low])
+    with pytest.raises(ValueError, match="must match"):
+        metrics.auroc_by_quantile(values[:3], s_in, s_out)

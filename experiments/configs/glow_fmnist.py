@@ -18,8 +18,10 @@ options:
   KLODS-R in groups of 5 at about 0.99.
 - ``mnist_5k``: the reverse pair, MNIST-5k (4,000 training digits) in-distribution,
   Fashion-MNIST out. The general model does not depend on the ID data: it is
-  restored from the Fashion-MNIST run directory ``runs/glow_fmnist``; the others are
-  trained for fewer steps (a smaller training set). Expect likelihood AUROC 0.99.
+  restored from the Fashion-MNIST run directory ``runs/glow_fmnist`` if trained
+  there, else from the Fashion-MNIST config's shipped checkpoints; the others (from
+  ``experiments/checkpoints/<name>`` where shipped) are trained for fewer steps (a
+  smaller training set). Expect likelihood AUROC 0.99.
 - ``smoke``: a few steps of a tiny model (tests); combines with ``mnist_5k``.
 - ``general_images``: the general model trained on ``general_images`` (about
   230,000 crops of Debian's clip art and wallpapers) for 12,000 steps instead of
@@ -27,7 +29,8 @@ options:
   15,000 and the outlier-loss model for 3,000 (about 90, 110 and 25 minutes on 2
   cores), params kept at four earlier steps of each; restores
   ``experiments/checkpoints/glow_fmnist_general_images``. Combines with
-  ``mnist_5k`` (general model restored from ``runs/glow_fmnist_general_images``).
+  ``mnist_5k`` (general model restored as above; the ID model fine-tuned for
+  1,000 steps, or restored at 6,000 with ``--config.stages.id_steps=6000``).
 - ``spline``: the LID experiment's second model, an RQ-NSF (Kamkari et al.'s
   flows): rational-quadratic spline couplings (8 bins, tail bound 3), one ID model
   trained from scratch for 6,000 steps (3,000 with ``mnist_5k``; no general
@@ -218,8 +221,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.val_size = 128 if "smoke" in options else 400  # of 4,000 digits
         c.data.ood = ("fashion_mnist:test",)
         c.data.max_eval = min(c.data.max_eval, 1000)  # the MNIST-5k test split
+        # The general model does not depend on the ID data: the Fashion-MNIST run's
+        # (trained there, else shipped), then this config's own shipped stages.
         general_run = "runs/" + c.name.replace("glow_mnist_5k", "glow_fmnist")
-        c.checkpoints = "" if "smoke" in options else general_run
+        own = f"experiments/checkpoints/{c.name}"
+        c.checkpoints = ",".join((general_run, c.checkpoints, own))
+        if "smoke" in options:
+            c.checkpoints = ""
         if "smoke" not in options:
             c.stages.id_steps = 1000
             c.stages.outlier_steps = 500

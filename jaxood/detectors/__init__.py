@@ -30,6 +30,7 @@ from jaxood.detectors.likelihood_regret import LikelihoodRegret, likelihood_regr
 from jaxood.detectors.statistics import (
     flow_statistics,
     flow_table,
+    published_scores,
     vae_statistics,
     with_typicality,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "likelihood_ratio",
     "likelihood_regret",
     "negative_log_likelihood",
+    "published_scores",
     "rank_and_detector",
     "rank_and_pairs",
     "typicality",

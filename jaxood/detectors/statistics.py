@@ -211,3 +211,45 @@ def with_typicality(
         {**t, "typicality": np.asarray(test.score(state, -t["log_p"]), np.float64)}
         for t in (fit, *tables)
     ]
+
+
+def _last_scale(stats: Mapping[str, np.ndarray]) -> int:
+    return max(int(k.removeprefix("lp_scale")) for k in stats if k.startswith("lp_"))
+
+
+# label -> anomaly score (higher = OOD) from one model's statistics table.
+_PUBLISHED = {
+    "flow": {
+        "Glow −log p": lambda s: -s["log_p"],
+        "Glow final scale": lambda s: -s[f"lp_scale{_last_scale(s)}"],
+        "ratio to general Glow": lambda s: s["log_p_general"] - s["log_p"],
+        "input complexity": lambda s: s["complexity_png"],
+        "KLODS-R": lambda s: s["klods_tc"] + s["klods_dw"],
+    },
+    "vae": {
+        "IWAE −log p": lambda s: -s["log_p"],
+        "hole indicator": lambda s: s["hole"],
+    },
+}
+
+
+def published_scores(stats: Mapping[str, np.ndarray], family: str) -> Table:
+    """The published single detectors, recomputed from one model's statistics table
+    (so that they score exactly the images density of states scores).
+
+    Args:
+        stats: a :func:`flow_statistics` table (``family="flow"``; with the general
+            model's log p and PNG complexity) or a :func:`vae_statistics` table
+            (``"vae"``), after :func:`with_typicality`.
+        family: ``"flow"`` or ``"vae"``.
+
+    Returns:
+        ``{label: (N,) anomaly scores}``: for flows −log p, the final scale's −log p
+        (Schirrmeister et al. 2020), the ratio to the general model, input
+        complexity (Serrà et al. 2020), KLODS-R (Dai et al. 2023); for VAEs the IWAE
+        −log p and the hole indicator (Glazunov & Zarras 2023); typicality for both.
+    """
+    if family not in _PUBLISHED:
+        raise ValueError(f"family must be 'flow' or 'vae', got {family!r}.")
+    scores = {label: score(stats) for label, score in _PUBLISHED[family].items()}
+    return scores | {"typicality": stats["typicality"]}

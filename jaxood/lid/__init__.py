@@ -10,6 +10,7 @@ from jaxood.lid.flow import (
     flow_spectra,
     unflatten_latents,
 )
+from jaxood.lid.images import flow_lidl_images, flow_spectra_images
 from jaxood.lid.quadrature import (
     Quadrature,
     SLQEstimate,
@@ -32,8 +33,10 @@ __all__ = [
     "flatten_latents",
     "flow_decoder",
     "flow_encoder",
+    "flow_lidl_images",
     "flow_slq",
     "flow_spectra",
+    "flow_spectra_images",
     "jacobian",
     "jacobian_spectrum",
     "lidl",
