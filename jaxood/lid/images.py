@@ -27,6 +27,15 @@ from jaxood.lid.flow import flow_spectra
 from jaxood.typing import Params
 
 
+@jax.jit
+def _lidl_sweep(spectrum, z0, deltas):
+    # Each device sweeps its own images (a vmapped value check cannot run over a
+    # batch axis split by explicit mesh axes).
+    return parallel.per_shard(
+        lambda b, d: jax.vmap(lidl, in_axes=(0, 0, None))(*b, d), (spectrum, z0), deltas
+    )
+
+
 def flow_spectra_images(
     model: Glow,
     params: Params,
@@ -76,21 +85,12 @@ def flow_lidl_images(
 ) -> np.ndarray:
     """LIDL of every image at every δ = log σ of ``deltas``: ``(N, len(deltas))``
     float64. One SVD with right singular vectors per image serves every δ."""
-    # Each device sweeps its own images (a vmapped value check cannot run over a
-    # batch axis split by explicit mesh axes).
-    sweep = jax.jit(
-        lambda spectrum, z0, deltas: parallel.per_shard(
-            lambda b, d: jax.vmap(lidl, in_axes=(0, 0, None))(*b, d),
-            (spectrum, z0),
-            deltas,
-        )
-    )
 
     def curves(_, batch):
         x = to_model_space(batch)
         spectrum, z0 = flow_spectra(
             model, params, x, chunk_size=chunk_size, vectors=True
         )
-        return sweep(spectrum, z0, jnp.asarray(deltas, jnp.float32))
+        return _lidl_sweep(spectrum, z0, jnp.asarray(deltas, jnp.float32))
 
     return map_batches(curves, images, batch_size, desc=desc).astype(np.float64)
