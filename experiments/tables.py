@@ -45,6 +45,9 @@ COMMANDS = {
         "--config.stages.snapshots=\"(1000, 2000, 3000, 4000, 5000)\"",
     "glow_mnist_5k_general_images_6000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000",
+    "glow_mnist_5k_general_images_6000_5000_lid": "glow_fmnist.py:mnist_5k,"
+        "general_images --mode lid --config.lid.num_eval=5000 "
+        "--config.data.max_eval=5000 --config.stages.id_steps=6000",
     "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
         "--mode lid --config.lid.num_eval=1000 "
         "--config.checkpoints=runs/glow_mnist_5k_general_images",
