@@ -67,7 +67,10 @@ def test_make_reproduce_runs_every_published_command():
     recipe = makefile.split("\nreproduce:")[1].split("\n\n")[0]
     main = "python -m experiments.main --config experiments/configs/"
     commands = {
-        line.strip().replace("$(MAIN)/", main).replace(" $(SHIPPED)", "").replace(" $(FROM_RUNS)", "")
+        line.strip()
+        .replace("$(MAIN)/", main)
+        .replace(" $(SHIPPED)", "")
+        .replace(" $(FROM_RUNS)", "")
         for line in recipe.splitlines()[1:]
     }
     for name, (_, command) in tables.SOURCES.items():
