@@ -58,7 +58,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Every published table: the commands that produce them, then the tables. Each
+# Every published table: the commands that produce them, then the tables (the one
+# list: experiments/tables.py reads these lines; `--workdir runs/NAME` publishes
+# experiments/results/NAME.json, NAME_lid.json with --mode lid). Each
 # command resumes: finished models are kept, an interrupted one resumes, cached scores
 # are reused, so an interrupted reproduction is finished by running it again.
 # `make reproduce REPRODUCE_FLAGS=--shipped` restores the shipped Fashion-MNIST

@@ -1,5 +1,5 @@
 """What the experiment configs name, resolved: folders relative to the repository,
-the training cadence of ``config.train``, and the image sets of a setting.
+the training options of ``config.train``, and the image sets of a setting.
 
 The run directories themselves (fingerprints, restore-or-train, score caches,
 atomic writes) are :mod:`jaxood.io`.
@@ -31,42 +31,21 @@ def restore_sources(config) -> list[Path]:
     return [resolve(folder) for folder in config.checkpoints.split(",") if folder]
 
 
-def train_stage(
-    config,
-    stage: Path,
-    fingerprint: dict,
-    template,
-    init_fn,
-    loss_fn,
-    optimizer,
-    batch_fn,
-    steps: int,
-    key,
-    evaluate,
-    final_metrics=None,
-    **options,
-):
-    """One stage's params: finished in ``stage``, restored from
-    ``config.checkpoints``, or trained now (resuming) at the periods of
-    ``config.train``; see :func:`jaxood.io.train_or_restore` and
-    :func:`jaxood.io.fit_stage` (``options``: ``select``, ``export``, ...).
+def training(config) -> dict:
+    """The options of :func:`jaxood.io.restore_or_fit` that a config sets: the
+    periods of ``config.train`` and the folders of ``config.checkpoints``."""
+    periods = ("eval_every", "log_every", "checkpoint_every")
+    folders = restore_sources(config) if "checkpoints" in config else []
+    return {k: config.train[k] for k in periods} | {"sources": folders}
 
-    ``init_fn()`` gives the starting params; it runs only when the stage trains (a
-    data-dependent init is a pass over images that a restore does not need). The
-    summary gets ``final_metrics(params)`` (default ``evaluate``) of the kept params.
-    """
-    tc = config.train
 
-    def train_fn():
-        params, summary = io.fit_stage(
-            stage, init_fn(), loss_fn, optimizer, batch_fn, steps, key, evaluate,
-            eval_every=tc.eval_every, log_every=tc.log_every,
-            checkpoint_every=tc.checkpoint_every, **options,
-        )  # fmt: skip
-        return params, summary | (final_metrics or evaluate)(params)
-
-    sources = restore_sources(config) if "checkpoints" in config else []
-    return io.train_or_restore(stage, fingerprint, template, train_fn, sources)
+def fingerprint(config, setting: str, **parts) -> dict:
+    """What determines the params of one model of a VAE or diffusion config trained
+    on ``setting``: the seed, the validation split, the steps, ``config.train`` and
+    the model's ``parts``."""
+    return io.as_json({"setting": setting, "seed": config.seed,
+                       "val_size": config.val_size, "train": config.train.to_dict(),
+                       "steps": config.settings[setting].steps, **parts})  # fmt: skip
 
 
 def subset(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -101,13 +80,8 @@ def load_setting(config, setting: str) -> dict[str, np.ndarray]:
     images, labels = data.load(setting, s.train_split, with_labels=True)
     train_idx, val_idx = split_indices(config, labels)
     size = images.shape[1]
-    ood = {
+    return {"id_train": images[train_idx],
+            "id_val": subset(images[val_idx], limit, seed),
+            "id_test": subset(data.load(setting, s.test_split), limit, seed)} | {
         name: x if x.shape[1:3] == (size, size) else data.resize(x, size)
-        for name, x in load_sets(s.ood, limit, seed).items()
-    }
-    return {
-        "id_train": images[train_idx],
-        "id_val": subset(images[val_idx], limit, seed),
-        "id_test": subset(data.load(setting, s.test_split), limit, seed),
-        **ood,
-    }
+        for name, x in load_sets(s.ood, limit, seed).items()}  # fmt: skip

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import configured, tables
+from experiments import configured
 from jaxood import detectors, diffusion, io, plots, train
 
 STAGE = "score_model"
@@ -29,16 +29,7 @@ def build_model(config) -> diffusion.ScoreModel:
 
 def fingerprint(config, setting: str) -> dict:
     """What determines one diffusion model's trained params."""
-    return io.as_json(
-        {
-            "setting": setting,
-            "seed": config.seed,
-            "val_size": config.val_size,
-            "steps": config.settings[setting].steps,
-            "model": config.model.to_dict(),
-            "train": config.train.to_dict(),
-        }
-    )
+    return configured.fingerprint(config, setting, model=config.model.to_dict())
 
 
 def train_model(config, workdir: Path, setting: str, sets) -> dict:
@@ -46,30 +37,24 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     run, model = workdir / setting / STAGE, build_model(config)
     init = lambda: diffusion.init(model, jax.random.key(config.seed))  # noqa: E731
     template = jax.eval_shape(init)  # a restore compiles no random init
-    tc, seed = config.train, config.seed
-    loss = diffusion.denoising_loss(model)
-    optimizer = train.with_ema(
-        io.optimizer(
-            tc.learning_rate,
-            optimizer="adam",
-            warmup_steps=tc.warmup_steps,
-            clip_norm=tc.clip_norm,
-        ),
-        tc.ema_decay,
-    )
+    tc, seed, loss = config.train, config.seed, diffusion.denoising_loss(model)
+    adam = io.optimizer(tc.learning_rate, optimizer="adam", clip_norm=tc.clip_norm,
+                        warmup_steps=tc.warmup_steps)  # fmt: skip
+    optimizer = train.with_ema(adam, tc.ema_decay)
     images, val_images = sets["id_train"], sets["id_val"][: tc.eval_images]
 
     @jax.jit
     def val_loss(params):  # the same t, ε and dequantisation at every evaluation
         return loss(params, val_images, jax.random.key(seed))[0]
 
-    return configured.train_stage(
-        config, run, fingerprint(config, setting), template, init, loss,
+    return io.restore_or_fit(
+        run, fingerprint(config, setting), template, init, loss,
         optimizer, train.epoch_batches(images, tc.batch_size, seed),
         config.settings[setting].steps, jax.random.key(seed),
         lambda p: {"val_loss": float(val_loss(p))}, select="final",
         description=f"{setting}/{STAGE}",
         export=lambda state: train.ema_params(state.opt_state),
+        **configured.training(config),
     )  # fmt: skip
 
 
@@ -114,29 +99,19 @@ def _scores(config, sets, params) -> dict:
     out = {"curve_t0s": grid}
 
     def likelihood(images, key, desc, **tight):  # the detectors' time and tolerance
-        options = {"t_min": sc.likelihood_time, "tolerance": sc.ode_tolerance} | tight
-        return diffusion.log_prob_images(
-            model,
-            params,
-            images,
-            key,
-            desc=desc,
-            num_probes=sc.ode_probes,
-            batch_size=sc.batch_size,
-            **options,
-        )
+        options = {
+            "t_min": sc.likelihood_time,
+            "tolerance": sc.ode_tolerance,
+            "num_probes": sc.ode_probes,
+            "batch_size": sc.batch_size,
+        } | tight
+        return diffusion.log_prob_images(model, params, images, key, desc=desc,
+                                         **options)  # fmt: skip
 
     def flipd(images, t0s, key, desc, num_probes):
-        return diffusion.flipd_images(
-            model,
-            params,
-            images,
-            t0s,
-            key,
-            desc=desc,
-            num_probes=num_probes,
-            batch_size=sc.batch_size,
-        )
+        return diffusion.flipd_images(model, params, images, t0s, key, desc=desc,
+                                      num_probes=num_probes,
+                                      batch_size=sc.batch_size)  # fmt: skip
 
     for i, (name, images) in enumerate(sets.items()):
         k = jax.random.fold_in(key, i)
@@ -177,24 +152,18 @@ def summarise(config, scores: dict, training: dict) -> dict:
         "bits_per_dim": {  # at the model's t_min and the tight tolerance
             "test": _mean_and_interval(_bpd(scores["id_test/log_p_tight"], num_dims)),
             "tolerance": sc.bpd_tolerance,
-            "mean_ode_steps": float(np.mean(scores["id_test/ode_steps_tight"])),
-        },
+            "mean_ode_steps": float(np.mean(scores["id_test/ode_steps_tight"]))},
         "likelihood": {  # the detectors' log p_t
-            "time": sc.likelihood_time,
-            "tolerance": sc.ode_tolerance,
+            "time": sc.likelihood_time, "tolerance": sc.ode_tolerance,
             "mean_ode_steps": float(np.mean(scores["id_test/ode_steps"])),
-            "mean_nats_per_dim": {
-                s: float(np.mean(scores[f"{s}/log_p"]) / num_dims) for s in sets
-            },
-        },
-        "t0s": t0s,
-        "t0_knee": t0s[knee],
-        "flipd_probes": sc.flipd_probes,
+            "mean_nats_per_dim": {s: float(np.mean(scores[f"{s}/log_p"]) / num_dims)
+                                  for s in sets}},
+        "t0s": t0s, "t0_knee": t0s[knee], "flipd_probes": sc.flipd_probes,
         "curve_t0s": scores["curve_t0s"].tolist(),
         "curves": {s: scores[f"{s}/curve"].mean(0).tolist() for s in sets},
         "mean_flipd": {s: scores[f"{s}/flipd"].mean(0).tolist() for s in sets},
         "pairs": {},
-    }
+    }  # fmt: skip
     log_p = {s: scores[f"{s}/log_p"] for s in sets}
     per_t0 = [  # the envelope's interval at the knee alone (it refits per resample)
         detectors.dual_threshold_pairs(
@@ -224,9 +193,8 @@ def _mean_and_interval(values: np.ndarray) -> dict:
     return {"mean": float(np.mean(values)), "half_width": float(half), "n": len(values)}
 
 
-def report(config, workdir: Path, trained, results, command) -> str:
-    """Writes ``report.md`` with the tables, samples, FLIPD-vs-t0 curves and a
-    likelihood-vs-FLIPD scatter; returns the stdout table."""
+def figures(config, workdir: Path, trained, results) -> dict:
+    """Samples, the FLIPD-vs-t0 curves and a likelihood-vs-FLIPD scatter."""
     figures, model = {}, build_model(config)
     key, num = jax.random.key(config.seed + 2), config.report.num_samples
     for setting, s in results["settings"].items():
@@ -246,6 +214,4 @@ def report(config, workdir: Path, trained, results, command) -> str:
         ], workdir / f"flipd_{setting}.png", width=5.5, height=4)  # fmt: skip
         figures[f"samples, {setting}"] = f"samples_{setting}.png"
         figures[f"FLIPD, {setting}"] = f"flipd_{setting}.png"
-    title = f"{config.name}: diffusion OOD report"
-    block = tables.diffusion_block(results)
-    return tables.write_report(workdir, title, block, figures, command)
+    return figures

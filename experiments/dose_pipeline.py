@@ -22,7 +22,6 @@ import jax
 import numpy as np
 
 from experiments import configured, flow_pipeline, vae_pipeline
-from experiments import tables as generated  # (here a table is a statistics table)
 from jaxood import data, detectors, io, metrics, plots
 
 FIT = "fit"  # the table of ID training statistics; nothing else is fit on
@@ -53,14 +52,10 @@ def load_images(config, setting: str) -> dict[str, np.ndarray]:
     images, labels = data.load(setting, "train", with_labels=True)
     flow_train = flow_pipeline.split_indices(flow, labels)[0]
     vae_train = configured.split_indices(vae, labels)[0]
-    everyone = np.intersect1d(flow_train, vae_train)
-    return {
-        FIT: configured.subset(images[everyone], dc.num_fit, config.seed),
-        "id_test": configured.subset(
-            data.load(setting, "test"), dc.max_eval, config.seed
-        ),
-        **configured.load_sets(dc.ood[setting], dc.max_eval, config.seed),
-    }
+    everyone, seed = np.intersect1d(flow_train, vae_train), config.seed
+    return {FIT: configured.subset(images[everyone], dc.num_fit, seed),
+            "id_test": configured.subset(data.load(setting, "test"), dc.max_eval, seed),
+            **configured.load_sets(dc.ood[setting], dc.max_eval, seed)}  # fmt: skip
 
 
 def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
@@ -73,10 +68,8 @@ def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
     params = flow_pipeline.train_all(flow, flow_dir, flow_pipeline.load_sets(flow))
     models = {FLOW: (flow_pipeline.build_model(flow), params)}
     summaries = {FLOW: {s: io.stage_summary(flow_dir / s) for s in FLOW_STAGES}}
-    vae_dir, vae_sets = (
-        folder(config.vae_workdir, "vae"),
-        configured.load_setting(vae, setting),
-    )
+    vae_dir = folder(config.vae_workdir, "vae")
+    vae_sets = configured.load_setting(vae, setting)
     for kind in vae.models:
         p = vae_pipeline.train_model(vae, vae_dir, setting, kind, vae_sets)
         models[kind] = (vae_pipeline.build_model(vae, kind), p)
@@ -87,25 +80,14 @@ def restore_models(config, workdir: Path, setting: str) -> tuple[dict, dict]:
 def _model_statistics(config, name, model, params, x, key, desc) -> dict:
     """One model's raw statistics table of the uint8 images ``x``."""
     dc = config.dose
-    if name == FLOW:
-        size = model.config.image_shape[0]
-        return detectors.flow_statistics(
-            model,
-            params["id"],
-            data.resize(x, size) if x.shape[1] != size else x,
-            general_params=params["general"],
-            codec=dc.codec,
-            desc=desc,
-        )
-    return detectors.vae_statistics(
-        model,
-        params,
-        x,
-        key,
-        num_samples=dc.vae_samples,
-        chunk_size=dc.vae_chunk,
-        desc=desc,
-    )
+    if name != FLOW:
+        return detectors.vae_statistics(model, params, x, key, desc=desc,
+                                        num_samples=dc.vae_samples,
+                                        chunk_size=dc.vae_chunk)  # fmt: skip
+    size = model.config.image_shape[0]
+    x = data.resize(x, size) if x.shape[1] != size else x
+    return detectors.flow_statistics(model, params["id"], x, codec=dc.codec, desc=desc,
+                                     general_params=params["general"])  # fmt: skip
 
 
 def statistics(config, images: dict, models: dict) -> dict[str, dict]:
@@ -113,41 +95,24 @@ def statistics(config, images: dict, models: dict) -> dict[str, dict]:
     typicality included (its entropy from the fit set)."""
     key = jax.random.key(config.seed)
     names = [FIT] + [s for s in images if s != FIT]
-    per_model = {}
+    out = {s: {} for s in names}
     for i, (name, (model, params)) in enumerate(models.items()):
-        raw = [
-            _model_statistics(
-                config,
-                name,
-                model,
-                params,
-                images[s],
-                jax.random.fold_in(key, 1000 * i + j),
-                f"{name} {s}",
-            )
-            for j, s in enumerate(names)
-        ]
-        per_model[name] = dict(zip(names, detectors.with_typicality(*raw), strict=True))
-    return {
-        s: {f"{m}/{k}": v for m, t in per_model.items() for k, v in t[s].items()}
-        for s in names
-    }
+        raw = [_model_statistics(config, name, model, params, images[s],
+                                 jax.random.fold_in(key, 1000 * i + j), f"{name} {s}")
+               for j, s in enumerate(names)]  # fmt: skip
+        for s, table in zip(names, detectors.with_typicality(*raw), strict=True):
+            out[s] |= {f"{name}/{k}": v for k, v in table.items()}
+    return out
 
 
 def cached_statistics(config, workdir: Path, setting: str, models, summaries):
     """:func:`statistics` of one setting's ``models``, ``{set: {feature: (N,)}}``,
     cached in ``<setting>/statistics.npz`` against the data, the statistics'
     settings and every model's training (``summaries``)."""
-    dc = config.dose
-    key = io.as_json(
-        {
-            "seed": config.seed,
-            "data": config.data.to_dict(),
-            "statistics": [dc.vae_samples, dc.vae_chunk, dc.codec],
-            "models": summaries,
-        }
-    )
-    path = workdir / setting / "statistics.npz"
+    dc, path = config.dose, workdir / setting / "statistics.npz"
+    key = io.as_json({"seed": config.seed, "data": config.data.to_dict(),
+                      "statistics": [dc.vae_samples, dc.vae_chunk, dc.codec],
+                      "models": summaries})  # fmt: skip
 
     def compute():
         tables = statistics(config, load_images(config, setting), models)
@@ -187,60 +152,41 @@ def evaluate(config, tables: dict[str, dict], images: dict[str, np.ndarray]) -> 
     dc = config.dose
     oods = [s for s in tables if s.startswith("ood/")]
 
-    def auroc_table(scores, with_ci=True):
-        return {
-            ood.removeprefix("ood/"): metrics.summary(
-                scores["id_test"],
-                scores[ood],
-                ci_resamples=dc.ci_resamples if with_ci else 0,
-                seed=config.seed,
-            )
-            for ood in oods
-        }
+    def auroc_table(scores, ci_resamples=dc.ci_resamples):
+        return {o.removeprefix("ood/"): metrics.summary(
+                    scores["id_test"], scores[o], ci_resamples=ci_resamples,
+                    seed=config.seed) for o in oods}  # fmt: skip
 
-    def detector(method):
-        return detectors.density_of_states(
-            method, ridge=dc.ridge, num_components=dc.num_components
-        )
+    def aurocs(scores):
+        return {o: m["auroc"] for o, m in auroc_table(scores, 0).items()}
 
     flow = [f for f in sorted(tables[FIT]) if f.startswith(FLOW + "/")]
     vae = [f for f in sorted(tables[FIT]) if f not in flow]
     groups = {"flow": flow, "vae": vae, "all": flow + vae}
-    out = {"name": config.name, "features": groups, "sizes": {}, "dose": {}}
+    out = {"name": config.name, "features": groups, "dose": {}}
     out["sizes"] = {s: len(next(iter(t.values()))) for s, t in tables.items()}
-    scores = {
-        (method, family): fit_and_score(tables, features, detector(method))
-        for method in (dc.method, dc.alternative)
-        for family, features in groups.items()
-        if features
-    }
+    detector = lambda method: detectors.density_of_states(  # noqa: E731
+        method, ridge=dc.ridge, num_components=dc.num_components)  # fmt: skip
+    scores = {(method, family): fit_and_score(tables, features, detector(method))
+              for method in (dc.method, dc.alternative)
+              for family, features in groups.items() if features}  # fmt: skip
     for (method, family), per_set in scores.items():
         out["dose"].setdefault(method, {})[family] = auroc_table(per_set)
     primary = scores[dc.method, "all"]
     out["flip_asymmetry"] = {
-        ood.removeprefix("ood/"): metrics.auroc_by_quantile(
-            flip_asymmetry(images[ood]), primary["id_test"], primary[ood]
-        )
-        for ood in oods
-        if ood.endswith("_vflip")
-    }
+        o.removeprefix("ood/"): metrics.auroc_by_quantile(
+            flip_asymmetry(images[o]), primary["id_test"], primary[o])
+        for o in oods if o.endswith("_vflip")}  # fmt: skip
     per_set = {s: single_detectors(t) for s, t in tables.items() if s != FIT}
     out["single"] = {
         d: auroc_table({s: per_set[s][d] for s in per_set}) for d in per_set["id_test"]
     }
-    kde, everything = detector(dc.method), groups["all"]
-    auroc = lambda scores: {  # noqa: E731
-        o: m["auroc"] for o, m in auroc_table(scores, with_ci=False).items()
-    }
+    kde, every = detector(dc.method), groups["all"]
     out["ablation"] = {
-        "single_feature": {
-            f: auroc(fit_and_score(tables, [f], kde)) for f in everything
-        },
-        "drop_one": {
-            f: auroc(fit_and_score(tables, [g for g in everything if g != f], kde))
-            for f in everything
-        },
-    }
+        "single_feature": {f: aurocs(fit_and_score(tables, [f], kde)) for f in every},
+        "drop_one": {f: aurocs(fit_and_score(tables, [g for g in every if g != f], kde))
+                     for f in every},
+    }  # fmt: skip
     return out
 
 
@@ -258,9 +204,8 @@ def score(config, workdir: Path, trained) -> dict:
     return {"name": config.name, "settings": settings}
 
 
-def report(config, workdir: Path, trained, results: dict, command: str) -> str:
-    """Writes ``report.md`` with the DoSE tables and a heat map of the single-
-    feature AUROCs; returns the tables."""
+def figures(config, workdir: Path, trained, results: dict) -> dict:
+    """A heat map of the single-feature AUROCs per setting."""
     for setting, s in results["settings"].items():
         single = s["ablation"]["single_feature"]
         oods = list(next(iter(single.values())))
@@ -268,7 +213,5 @@ def report(config, workdir: Path, trained, results: dict, command: str) -> str:
         plots.auroc_heatmap(grid, list(single), oods,
                             workdir / f"single_features_{setting}.png",
                             f"{setting}: AUROC of DoSE on one feature")  # fmt: skip
-    figures = {f"single features, {s}": f"single_features_{s}.png"
-               for s in results["settings"]}  # fmt: skip
-    title, block = f"{config.name}: density of states", generated.dose_block(results)
-    return generated.write_report(workdir, title, block, figures, command)
+    return {f"single features, {s}": f"single_features_{s}.png"
+            for s in results["settings"]}  # fmt: skip

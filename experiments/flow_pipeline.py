@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments import configured, lid_pipeline, tables
+from experiments import configured, lid_pipeline
 from jaxood import checkpoint, data, detectors, flows, io, metrics, plots, train
 from jaxood.data import sources
 from jaxood.flows import losses
@@ -50,23 +50,15 @@ def split_indices(config, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def load_sets(config) -> dict[str, np.ndarray]:
     """uint8 images at the model size: training/validation/test and every OOD set."""
-    dc, seed = config.data, config.seed
+    dc, seed, subset = config.data, config.seed, configured.subset
     images, labels = data.load(dc.id_dataset, "train", with_labels=True)
     train_idx, val_idx = split_indices(config, labels)
-    sets = {
-        "id_train": images[train_idx],
-        "id_val": images[val_idx],
-        "id_test": configured.subset(
-            data.load(dc.id_dataset, "test"), dc.max_eval, seed
-        ),
-        "general_train": data.load(dc.general_dataset, "train"),
-        "general_val": configured.subset(
-            data.load(dc.general_dataset, dc.general_test_split),
-            dc.general_val_size,
-            seed,
-        ),
-        **configured.load_sets(dc.ood, dc.max_eval, seed),
-    }
+    general_val = data.load(dc.general_dataset, dc.general_test_split)
+    sets = {"id_train": images[train_idx], "id_val": images[val_idx],
+            "id_test": subset(data.load(dc.id_dataset, "test"), dc.max_eval, seed),
+            "general_train": data.load(dc.general_dataset, "train"),
+            "general_val": subset(general_val, dc.general_val_size, seed),
+            **configured.load_sets(dc.ood, dc.max_eval, seed)}  # fmt: skip
     size = dc.image_size
     return {
         k: v if v.shape[1] == size else data.resize(v, size) for k, v in sets.items()
@@ -78,13 +70,9 @@ def fingerprint(config, stage: str) -> dict:
     data_keys = ("id_dataset", "general_dataset", "image_size", "val_size")
     if stage == "general":  # independent of the ID data: shared across ID sets
         data_keys = ("general_dataset", "image_size", "general_val_size")
-    out = {
-        "stage": stage,
-        "seed": config.seed,
-        "data": {k: config.data[k] for k in data_keys},
-        "model": config.model.to_dict(),
-        "train": config.train.to_dict(),
-    }
+    out = {"stage": stage, "seed": config.seed, "model": config.model.to_dict(),
+           "data": {k: config.data[k] for k in data_keys},
+           "train": config.train.to_dict()}  # fmt: skip
     if config.id_from_scratch:  # absent otherwise: the shipped stages keep theirs
         out["id_from_scratch"] = True
     if stage == "general":
@@ -120,55 +108,43 @@ def _validation(model, images):
     return evaluate
 
 
-def _stage(config, workdir, stage, model, sets, init_fn, loss_fn, batch_fn, steps,
-           select="best", weight_decay=None):  # fmt: skip
-    """Trains (resuming) or restores one stage; returns its params."""
-    tc = config.train
-    val_images = sets["general_val" if stage == "general" else "id_val"]
-    optimizer = io.optimizer(
-        tc.learning_rate,
-        optimizer=tc.optimizer,
-        warmup_steps=tc.warmup_steps,
-        clip_norm=tc.clip_norm,
-        weight_decay=tc.weight_decay if weight_decay is None else weight_decay,
-    )
-    key = jax.random.fold_in(jax.random.key(config.seed), _stage_index(stage))
-    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
-    return configured.train_stage(
-        config, workdir / stage, fingerprint(config, stage), template, init_fn,
-        loss_fn, optimizer, batch_fn, steps, key,
-        _validation(model, val_images[: tc.eval_images]), select=select,
-        snapshot_steps=config.stages.snapshots if stage in ("general", "id") else (),
-    )  # fmt: skip
-
-
 def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:
     """Every stage in order (finished ones restored), or up to the ID model with
     ``id_only``; returns their params."""
-    model = build_model(config)
-    sc, seed = config.stages, config.seed
+    model, sc, tc, seed = build_model(config), config.stages, config.train, config.seed
+    template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
 
     def batches(images, batch_seed):
-        return train.epoch_batches(images, config.train.batch_size, batch_seed)
+        return train.epoch_batches(images, tc.batch_size, batch_seed)
 
-    def stage(name, init_fn, loss_fn, batch_fn, steps, **options):
-        args = (model, sets, init_fn, loss_fn, batch_fn, steps)
-        return _stage(config, workdir, name, *args, **options)
+    def stage(
+        name, init_fn, loss_fn, batch_fn, steps, select="best", weight_decay=None
+    ):
+        """Trains (resuming) or restores one stage; returns its params."""
+        decay = tc.weight_decay if weight_decay is None else weight_decay
+        optimizer = io.optimizer(tc.learning_rate, optimizer=tc.optimizer,
+                                 warmup_steps=tc.warmup_steps, clip_norm=tc.clip_norm,
+                                 weight_decay=decay)  # fmt: skip
+        key = jax.random.fold_in(jax.random.key(seed), _stage_index(name))
+        val_images = sets["general_val" if name == "general" else "id_val"]
+        snapshots = config.stages.snapshots if name in ("general", "id") else ()
+        return io.restore_or_fit(
+            workdir / name, fingerprint(config, name), template, init_fn, loss_fn,
+            optimizer, batch_fn, steps, key,
+            _validation(model, val_images[: tc.eval_images]), select=select,
+            snapshot_steps=snapshots, **configured.training(config))  # fmt: skip
 
     general_images, id_images = sets["general_train"], sets["id_train"]
-    key, first = jax.random.key(seed), general_images[: config.train.init_images]
-    nll, params = losses.nll_loss(model), {}
+    key, nll, params = jax.random.key(seed), losses.nll_loss(model), {}
+    init = lambda x: lambda: flows.init(model, key, data.dequantize(key, x))  # noqa: E731
     if config.id_from_scratch:
-        x = data.dequantize(key, id_images[: config.train.init_images])
-        init = lambda: flows.init(model, key, x)  # noqa: E731
-        return {"id": stage("id", init, nll, batches(id_images, seed + 1), sc.id_steps)}
+        x = id_images[: tc.init_images]
+        return {
+            "id": stage("id", init(x), nll, batches(id_images, seed + 1), sc.id_steps)
+        }
     params["general"] = general = stage(
-        "general",
-        lambda: flows.init(model, key, data.dequantize(key, first)),
-        nll,
-        batches(general_images, seed),
-        sc.general_steps,
-    )
+        "general", init(general_images[: tc.init_images]), nll,
+        batches(general_images, seed), sc.general_steps)  # fmt: skip
     params["id"] = stage(
         "id", lambda: general, nll, batches(id_images, seed + 1), sc.id_steps
     )
@@ -179,45 +155,26 @@ def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:
         model, weight=sc.outlier_weight, temperature=sc.outlier_temperature
     )
     params["id_outlier"] = stage(
-        "id_outlier",
-        lambda: general,
-        outlier_loss,
-        lambda step: (inliers(step), outliers(step), general),
-        sc.outlier_steps,
-        select="final",
-    )
+        "id_outlier", lambda: general, outlier_loss,
+        lambda step: (inliers(step), outliers(step), general), sc.outlier_steps,
+        select="final")  # fmt: skip
     bc, ec = config.background, config.ensemble
+    sources = configured.restore_sources(config)
     for name in ["background"] + [f"ensemble_{k}" for k in range(ec.size)]:
-        if not (
-            config.train_baseline_models
-            or io.is_available(
-                workdir / name,
-                fingerprint(config, name),
-                configured.restore_sources(config),
-            )
-        ):
+        here = io.is_available(workdir / name, fingerprint(config, name), sources)
+        if not (config.train_baseline_models or here):
             continue
         index = _stage_index(name)
         init_key, data_key = jax.random.split(jax.random.key(seed + index))
-        init_images = id_images[: config.train.init_images]
-        if name == "background":
-            init_images = data.mutate(data_key, init_images, bc.mutation_rate)
-            extra = dict(
-                loss_fn=losses.nll_loss(model, mutation_rate=bc.mutation_rate),
-                steps=bc.steps,
-                select="final",  # clean-ID validation NLL is not its objective
-                weight_decay=bc.l2_weight,
-            )
-        else:
-            extra = dict(loss_fn=nll, steps=ec.steps)
-        params[name] = stage(
-            name,
-            lambda k=init_key, d=data_key, x=init_images: flows.init(
-                model, k, data.dequantize(d, x)
-            ),
-            batch_fn=batches(id_images, seed + index),
-            **extra,
-        )
+        x, loss, steps, options = id_images[: tc.init_images], nll, ec.steps, {}
+        if name == "background":  # its validation NLL (clean ID) is not its objective
+            x = data.mutate(data_key, x, bc.mutation_rate)
+            loss = losses.nll_loss(model, mutation_rate=bc.mutation_rate)
+            steps, options = bc.steps, {"select": "final", "weight_decay": bc.l2_weight}
+        member_init = lambda k=init_key, d=data_key, x=x: flows.init(  # noqa: E731
+            model, k, data.dequantize(d, x))  # fmt: skip
+        params[name] = stage(name, member_init, loss, batches(id_images, seed + index),
+                             steps, **options)  # fmt: skip
     return params
 
 
@@ -238,37 +195,20 @@ def _score_key(config, workdir: Path, stages) -> dict:
 def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
     """DoSE over the ID and general Glows' statistics (the flow family), fit on
     ``config.scoring.dose_fit_images`` ID training images: ``{set: (N,)}``."""
-    sc = config.scoring
-    fit_images = configured.subset(
-        sets["id_train"], sc.dose_fit_images, config.seed + 1
-    )
-    tables = [
-        detectors.flow_statistics(
-            model,
-            params["id"],
-            fit_images,
-            general_params=params["general"],
-            klods_ridge=sc.klods_ridge,
-            desc="DoSE fit set",
-        )
-    ]
-    for name in eval_sets:
-        tables.append(
-            detectors.flow_table(
-                log_probs["id"][name],
-                sets[name],
-                model.config.num_dims,
-                log_p_general=log_probs["general"][name]["total"],
-                klods_ridge=sc.klods_ridge,
-            )
-        )
-    fit, *evaluated = detectors.with_typicality(*tables)
+    sc, num_dims = config.scoring, model.config.num_dims
+    fit = configured.subset(sets["id_train"], sc.dose_fit_images, config.seed + 1)
+    fit = detectors.flow_statistics(model, params["id"], fit, desc="DoSE fit set",
+                                    general_params=params["general"],
+                                    klods_ridge=sc.klods_ridge)  # fmt: skip
+    evaluated = [detectors.flow_table(log_probs["id"][n], sets[n], num_dims,
+                                      log_p_general=log_probs["general"][n]["total"],
+                                      klods_ridge=sc.klods_ridge)
+                 for n in eval_sets]  # fmt: skip
+    fit, *evaluated = detectors.with_typicality(fit, *evaluated)
     dose = detectors.density_of_states("kde")
     state = dose.fit(fit)
-    return {
-        name: np.asarray(dose.score(state, table))
-        for name, table in zip(eval_sets, evaluated, strict=True)
-    }
+    scores = [np.asarray(dose.score(state, table)) for table in evaluated]
+    return dict(zip(eval_sets, scores, strict=True))
 
 
 def training_length(config, workdir: Path, model, sets, final) -> dict:
@@ -344,22 +284,13 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     model = build_model(config)
     num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]
-    log_probs = {
-        stage: {
-            name: flows.log_prob_images(
-                model, p, sets[name], desc=f"{stage} {name}", with_latents=stage == "id"
-            )
-            for name in eval_sets
-        }
-        for stage, p in params.items()
-    }
-    fit_images = configured.subset(
-        sets["id_train"], sc.typicality_train_images, config.seed
-    )
-    entropy = float(
-        -np.mean(flows.log_prob_images(model, params["id"], fit_images)["total"])
-    )
-    nll_val = -flows.log_prob_images(model, params["id"], sets["id_val"])["total"]
+    log_probs = {s: {n: flows.log_prob_images(model, p, sets[n], desc=f"{s} {n}",
+                                              with_latents=s == "id")
+                     for n in eval_sets}
+                 for s, p in params.items()}  # fmt: skip
+    id_log_p = lambda x: flows.log_prob_images(model, params["id"], x)["total"]  # noqa: E731
+    fit = configured.subset(sets["id_train"], sc.typicality_train_images, config.seed)
+    entropy, nll_val = float(-np.mean(id_log_p(fit))), -id_log_p(sets["id_val"])
     members = sorted(s for s in params if s.startswith("ensemble_"))
     klods = {"klods_variants": sc.klods_variants, "klods_ridge": sc.klods_ridge}
 
@@ -374,16 +305,12 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     dose = density_of_states_scores(config, model, params, sets, log_probs, eval_sets)
     scores = {}
     for name in eval_sets:
-        lp = {stage: log_probs[stage][name] for stage in STAGES}
+        lp = {stage: log_probs[stage][name]["total"] for stage in params}
         scores[name] = {
-            "likelihood": detectors.negative_log_likelihood(lp["id"]["total"]),
-            "final_scale": detectors.final_scale(lp["id"]["per_scale"]),
-            "llr": detectors.likelihood_ratio(
-                lp["id"]["total"], lp["general"]["total"]
-            ),
-            "llr_outlier": detectors.likelihood_ratio(
-                lp["id_outlier"]["total"], lp["general"]["total"]
-            ),
+            "likelihood": detectors.negative_log_likelihood(lp["id"]),
+            "final_scale": detectors.final_scale(log_probs["id"][name]["per_scale"]),
+            "llr": detectors.likelihood_ratio(lp["id"], lp["general"]),
+            "llr_outlier": detectors.likelihood_ratio(lp["id_outlier"], lp["general"]),
             "dose": dose[name],
             **baselines(name),
         }
@@ -396,44 +323,25 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             arrays[f"{name}/log_p_{stage}"] = log_probs[stage][name]["total"]
     io.save_arrays(workdir / "scores.npz", arrays)
     scored = list(scores["id_test"])
+    oods = [n.removeprefix("ood/") for n in eval_sets[1:]]
+    summary = lambda d, o: metrics.summary(  # noqa: E731
+        arrays[f"id_test/{d}"], arrays[f"ood/{o}/{d}"], nonfinite="most_anomalous",
+        ci_resamples=200, seed=config.seed)  # fmt: skip
+    bpd = lambda lp: float(np.mean(data.bits_per_dim(-lp["total"], num_dims)))  # noqa: E731
     results = {
         "name": config.name,
         "config": config.to_dict(),
         "detectors": scored,
-        "bpd": {
-            stage: {
-                name: float(np.mean(data.bits_per_dim(-lp["total"], num_dims)))
-                for name, lp in per_set.items()
-            }
-            for stage, per_set in log_probs.items()
-        },
+        "bpd": {s: {n: bpd(v) for n, v in per.items()} for s, per in log_probs.items()},
         "training": {s: io.stage_summary(workdir / s) for s in params},
         "typicality_entropy_nats": entropy,
-        "metrics": {
-            detector: {
-                name.removeprefix("ood/"): metrics.summary(
-                    arrays[f"id_test/{detector}"],
-                    arrays[f"{name}/{detector}"],
-                    nonfinite="most_anomalous",
-                    ci_resamples=200,
-                    seed=config.seed,
-                )
-                for name in eval_sets[1:]
-            }
-            for detector in scored
-        },
+        "metrics": {d: {o: summary(d, o) for o in oods} for d in scored},
         "groups": detectors.flow_group_results(
-            {n: log_probs["id"][n] for n in eval_sets},
-            entropy,
-            nll_val,
-            jax.random.key(config.seed),
-            group_sizes=sc.group_sizes,
-            seeds=sc.group_seeds,
-            bootstrap_resamples=sc.bootstrap_resamples,
-            alpha=sc.alpha,
-            **klods,
-        ),
-    }
+            {n: log_probs["id"][n] for n in eval_sets}, entropy, nll_val,
+            jax.random.key(config.seed), group_sizes=sc.group_sizes,
+            seeds=sc.group_seeds, bootstrap_resamples=sc.bootstrap_resamples,
+            alpha=sc.alpha, **klods),
+    }  # fmt: skip
     if any(io.snapshots(workdir / s) for s in ("general", "id")):
         results["training_length"] = training_length(
             config, workdir, model, sets, {s: log_probs[s] for s in ("general", "id")}
@@ -458,7 +366,7 @@ def score(config, workdir: Path, trained) -> dict:
     return score_all(config, workdir, *trained)
 
 
-def lid(config, workdir: Path, command: str) -> str:
+def lid(config, workdir: Path) -> tuple[dict, dict]:
     """LID + likelihood dual threshold of the ID model (trained or restored first);
     separate from ``all``: it takes about an hour on 2 cores."""
     sets = load_sets(config)
@@ -466,14 +374,12 @@ def lid(config, workdir: Path, command: str) -> str:
     summary, out = io.stage_summary(workdir / "id"), workdir / "lid"
     results = lid_pipeline.run(build_model(config), params, sets, out, config.lid,
                                config.data.id_dataset, summary)  # fmt: skip
-    title, block = f"{config.name}: LID dual threshold", tables.lid_block(results)
-    return tables.write_report(out, title, block, {"LID": "lid.png"}, command)
+    return results, {"LID": "lid.png"}
 
 
-def report(config, workdir: Path, trained, results: dict, command: str) -> str:
-    """``report.md`` with ROC curves, histograms, AUROC against the group size,
-    training curves, samples and (with snapshots) the ratio against the length of
-    training; returns the compact table for stdout."""
+def figures(config, workdir: Path, trained, results: dict) -> dict:
+    """ROC curves, histograms, AUROC against the group size, training curves,
+    samples and (with snapshots) the ratio against the length of training."""
     m, groups, axis = results["metrics"], results["groups"], plots.AUROC_LIMITS
     scores, sets = dict(np.load(workdir / "scores.npz")), list(m["likelihood"])
     plots.roc_and_histograms(
@@ -485,11 +391,8 @@ def report(config, workdir: Path, trained, results: dict, command: str) -> str:
 
     def curve(d, o):  # mean ± std over the shuffles
         per = [g["auroc"][d][o] for g in groups.values()]
-        return (
-            sizes,
-            [m[d][o]["auroc"]] + [g["mean"] for g in per],
-            [0] + [g["std"] for g in per],
-        )
+        return sizes, [m[d][o]["auroc"]] + [g["mean"] for g in per], [0] + [
+            g["std"] for g in per]  # fmt: skip
 
     plots.line_panels(
         [{"title": d, "xlabel": "group size M", "ylabel": "AUROC", "ylim": axis,
@@ -500,8 +403,8 @@ def report(config, workdir: Path, trained, results: dict, command: str) -> str:
         x = flows.sample(model, params[stage], jax.random.key(config.seed),
                          rc.num_samples, rc.sample_temperature)  # fmt: skip
         title = f"{stage} model, temperature {rc.sample_temperature}"
-        path = workdir / f"samples_{stage}.png"
-        plots.image_grid(np.asarray(data.to_uint8(x)), path, title)
+        plots.image_grid(np.asarray(data.to_uint8(x)), workdir / f"samples_{stage}.png",
+                         title)  # fmt: skip
     figures = {
         "ROC curves and score histograms": "scores.png",
         "AUROC against group size": "groups.png", "Training curves": "training.png",
@@ -516,17 +419,4 @@ def report(config, workdir: Path, trained, results: dict, command: str) -> str:
              for stage, rows in results["training_length"].items()],
             workdir / "length.png")  # fmt: skip
         figures["Likelihood ratio against the length of training"] = "length.png"
-    missing = [d for d in ("ren_llr", "waic") if d not in m]
-    block = tables.flow_block(results) + (
-        f"\n\nNot scored (their models are not here): {missing}." * bool(missing)
-    )
-    title = f"{config.name}: Glow OOD report"
-    tables.write_report(workdir, title, block, figures, command)
-    return (
-        f"AUROC, OOD positive (intervals in {workdir / 'report.md'}):\n\n"
-        + tables.md_table(["detector", *sets], tables.auroc_rows(
-            m, sets, lambda v: f"{v['auroc']:.3f}"))
-        + "\n\n"
-        + tables.md_table(["detector", "M", *sets],
-                          tables.group_rows(groups, GROUPED, sets))
-    )  # fmt: skip
+    return figures

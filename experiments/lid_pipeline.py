@@ -50,46 +50,35 @@ def run(
     chosen = {
         "calibration": sets["id_train"][: lc.num_calibration],
         "validation": sets["id_val"][: lc.num_validation],
-        "id_test": sets["id_test"][: lc.num_eval],
-        **{name: sets[name][: lc.num_eval] for name in ood_sets},
     }
+    chosen |= {n: sets[n][: lc.num_eval] for n in ("id_test", *ood_sets)}
     key = {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
 
-    def rows(fn, images, file, desc):  # resumable: saved once a minute
-        return io.resumable_rows(out / file, key, fn, images, BATCH, desc)
-
-    def spectra_of(x):
-        return lid.flow_spectra_images(model, params, x, batch_size=BATCH)
-
-    def lidl_of(x):
-        return {
-            "lidl": lid.flow_lidl_images(model, params, x, DELTAS, batch_size=BATCH)
-        }
+    def rows(fn, name, count=None, prefix=""):  # resumable: saved once a minute
+        file = out / f"{prefix}{name.replace('/', '_')}.npz"
+        images = chosen[name][:count]
+        return io.resumable_rows(file, key, fn, images, BATCH, prefix + name)
 
     spectra, dropped = {}, {}
-    for name, images in chosen.items():
-        got = rows(spectra_of, images, f"{name.replace('/', '_')}.npz", name)
+    for name in chosen:
+        got = rows(
+            lambda x: lid.flow_spectra_images(model, params, x, batch_size=BATCH), name
+        )
         keep = ~np.isnan(got["s"]).any(axis=1)
         spectra[name] = {k: v[keep] for k, v in got.items()}
         dropped[name] = np.flatnonzero(~keep).tolist()
-    reference = sets["id_train"][: lc.lpca_reference]
     with parallel.single_device():  # replicated batched eigvalsh can hang
-        train_flat = data.to_model_space(reference).reshape(len(reference), -1)
-        target = float(
-            jnp.mean(
-                lid.lpca(
-                    train_flat[: lc.num_calibration],
-                    train_flat,
-                    n_neighbors=min(lc.lpca_neighbors, len(train_flat)),
-                    alpha=lc.lpca_alpha,
-                )
-            )
-        )
+        reference = data.to_model_space(sets["id_train"][: lc.lpca_reference])
+        flat = reference.reshape(len(reference), -1)
+        target = float(jnp.mean(lid.lpca(
+            flat[: lc.num_calibration], flat, alpha=lc.lpca_alpha,
+            n_neighbors=min(lc.lpca_neighbors, len(flat)))))  # fmt: skip
     log_tau, calibrated = lid.calibrate_log_tau(spectra["calibration"]["s"], target)
     log_p = {k: v["log_p"] for k, v in spectra.items()}
 
     def pairs_at(log_tau):  # threshold LID of every set, dual threshold per pair
-        lids = _at_tau(spectra, log_tau)
+        lids = {k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
+                for k, v in spectra.items()}  # fmt: skip
         options = {"envelope_ci_resamples": lc.envelope_resamples}
         return lids, _bare(detectors.dual_threshold_pairs(log_p, lids, ood_sets,
                                                           **options))  # fmt: skip
@@ -107,14 +96,15 @@ def run(
         lambda: flows.log_prob_images(model, params, sets["id_test"], desc="test"),
     )
     bpd = data.bits_per_dim(-test_log_p["total"], model.config.num_dims)
+    lidl = {  # the images dropped above have no LIDL either
+        n: np.delete(rows(lambda x: {"lidl": lid.flow_lidl_images(
+            model, params, x, DELTAS, batch_size=BATCH)}, n, lc.num_lidl, "lidl_")[
+            "lidl"], [i for i in dropped[n] if i < lc.num_lidl], axis=0)
+        for n in ("id_test", *ood_sets)}  # fmt: skip
     results = {
         "setting": setting,
-        "id_model": {
-            "steps": training["steps"],
-            "val_bpd": training["val_bpd"],
-            "test_bpd": float(np.mean(bpd)),
-            "test_images": len(bpd),
-        },
+        "id_model": {"steps": training["steps"], "val_bpd": training["val_bpd"],
+                     "test_bpd": float(np.mean(bpd)), "test_images": len(bpd)},
         "lpca_target": target,
         "log_tau": log_tau,
         "calibrated_mean_lid": calibrated,
@@ -127,7 +117,7 @@ def run(
         # The same at the authors' fixed thresholds and at the widest-spread τ.
         "fixed_tau": {},
         "tau_sweep": sweep | {k: _bare(sweep[k]) for k in ("lid_only", "best")},
-    }
+    }  # fmt: skip
     widest = lid.widest_log_tau(spectra["validation"]["s"], SWEEP)
     others = [(f"{f:g}", f) for f in map(float, lc.fixed_log_taus)]
     for label, fixed in [*others, (f"{widest:.2f} (widest ID LID)", widest)]:
@@ -145,21 +135,7 @@ def run(
     results["lidl"] = {
         "deltas": DELTAS.tolist(),
         "count": lc.num_lidl,
-        "mean_curves": {
-            name: np.delete(  # the images dropped above have no LIDL either
-                rows(
-                    lidl_of,
-                    chosen[name][: lc.num_lidl],
-                    f"lidl_{name.replace('/', '_')}.npz",
-                    f"LIDL {name}",
-                )["lidl"],
-                [i for i in dropped[name] if i < lc.num_lidl],
-                axis=0,
-            )
-            .mean(axis=0)
-            .tolist()
-            for name in ("id_test", *ood_sets)
-        },
+        "mean_curves": {n: c.mean(0).tolist() for n, c in lidl.items()},
     }
     io.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
@@ -169,12 +145,6 @@ def run(
 def _bare(per_ood: dict) -> dict:
     """The results name OOD sets without their ``ood/`` prefix."""
     return {name.removeprefix("ood/"): v for name, v in per_ood.items()}
-
-
-def _at_tau(spectra, log_tau: float) -> dict[str, np.ndarray]:
-    """Threshold LID of every set at ``log_tau``."""
-    return {k: np.asarray(lid.threshold_lid(v["s"], log_tau), np.float64)
-            for k, v in spectra.items()}  # fmt: skip
 
 
 def _plots(out: Path, spectra, lids, results, ood_sets) -> None:

@@ -1,4 +1,4 @@
-"""The one entry point of every experiment (flows, VAEs, LID).
+"""The one entry point of every experiment (flows, VAEs, diffusion, DoSE, LID).
 
     python -m experiments.main --config experiments/configs/glow_fmnist.py \
         --workdir runs/glow_fmnist --mode all
@@ -10,10 +10,10 @@ Modes: ``train`` (every model of the config, resuming; finished ones are kept),
 threshold), ``report`` (``report.md`` with plots, and the table on stdout), ``all``
 (train, score, report). The logic lives in the pipeline module the config names
 (``config.pipeline``): its ``train_models(config, workdir) -> trained``, ``score(config,
-workdir, trained) -> results`` (a JSON-able dict), ``report(config, workdir, trained,
-results, command) -> str`` (writes ``report.md``, returns the table to print) and,
-for flows, ``lid(config, workdir, command) -> str``; :func:`run` strings them
-together.
+workdir, trained) -> results`` (a JSON-able dict), ``figures(config, workdir, trained,
+results) -> {caption: png}`` (the plots of ``report.md``) and, for flows,
+``lid(config, workdir) -> (results, figures)``; :func:`run` strings them together
+and writes ``report.md`` with the results' block of :mod:`experiments.tables`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
+from experiments import tables
 from jaxood import io, parallel
 
 MODES = ("train", "score", "lid", "report", "all")
@@ -39,14 +40,9 @@ def parse(argv: list[str]):
     A fresh set of flags per call, so that the tests drive this same parser.
     """
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file(
-        "config",
-        None,
-        "ml_collections config file[:options].",
-        flag_values=fv,
-        lock_config=True,
-        sys_argv=argv,
-    )
+    config_flags.DEFINE_config_file("config", None, "ml_collections config file"
+                                    "[:options].", flag_values=fv, lock_config=True,
+                                    sys_argv=argv)  # fmt: skip
     flags.DEFINE_string("workdir", None, "Run directory.", flag_values=fv)
     flags.DEFINE_enum("mode", "all", MODES, "What to do.", flag_values=fv)
     if {"-h", "--help", "-help"} & set(argv):
@@ -91,21 +87,23 @@ def main(argv: list[str] | None = None) -> None:
 def run(pipeline, config, workdir: Path, mode: str, command: str) -> None:
     """One mode of a pipeline module (see the module docstring)."""
     if mode == "lid":
-        lid = getattr(pipeline, "lid", None)
-        if lid is None:
+        if not hasattr(pipeline, "lid"):
             raise SystemExit(
                 f"--mode lid needs a flow config (glow_fmnist.py); {config.name} is a "
                 f"{config.pipeline} config."
             )
-        print(lid(config, workdir, command))
-        return
-    trained = pipeline.train_models(config, workdir)
-    if mode == "train":
-        return
-    results = pipeline.score(config, workdir, trained) | {"command": command}
-    io.write_json(workdir / "results.json", results)
-    if mode in ("report", "all"):
-        print(pipeline.report(config, workdir, trained, results, command))
+        (results, figures), workdir = pipeline.lid(config, workdir), workdir / "lid"
+    else:
+        trained = pipeline.train_models(config, workdir)
+        if mode == "train":
+            return
+        results = pipeline.score(config, workdir, trained) | {"command": command}
+        io.write_json(workdir / "results.json", results)
+        if mode == "score":
+            return
+        figures = pipeline.figures(config, workdir, trained, results)
+    family = "lid" if mode == "lid" else config.pipeline
+    print(tables.write_report(workdir, config.name, family, results, figures, command))
 
 
 def devices(count: int) -> list:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from jaxood import io
@@ -22,62 +23,33 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_REL = "experiments/results/"
 RESULTS = ROOT / RESULTS_REL
 MAIN = "python -m experiments.main --config experiments/configs/"
-# results name -> its command's config[:options] and flags. The run directory is
-# runs/<name without "_lid">; the LID results sit in its lid/ folder.
-COMMANDS = {
-    "glow_fmnist": "glow_fmnist.py",
-    "glow_mnist_5k": "glow_fmnist.py:mnist_5k",
-    "glow_fmnist_lid": "glow_fmnist.py --mode lid",
-    "glow_fmnist_spline_lid": "glow_fmnist.py:spline --mode lid",
-    "glow_mnist_5k_spline_lid": "glow_fmnist.py:mnist_5k,spline --mode lid",
-    "glow_fmnist_spline_500_lid": "glow_fmnist.py:spline --mode lid "
-        "--config.lid.num_eval=500 --config.data.ood=\"('mnist_5k:all',)\"",
-    "glow_fmnist_general_images": "glow_fmnist.py:general_images",
-    "glow_mnist_5k_general_images": "glow_fmnist.py:mnist_5k,general_images",
-    "glow_fmnist_general_images_lid": "glow_fmnist.py:general_images --mode lid",
-    "glow_mnist_5k_general_images_lid":
-        "glow_fmnist.py:mnist_5k,general_images --mode lid",
-    "glow_fmnist_general_images_5000_lid": "glow_fmnist.py:general_images --mode lid "
-        "--config.lid.num_eval=5000 "
-        "--config.data.ood=\"('mnist_5k:all', 'animal_mnist:all')\"",
-    "glow_mnist_5k_general_images_6000": "glow_fmnist.py:mnist_5k,general_images "
-        "--config.stages.id_steps=6000 "
-        "--config.stages.snapshots=\"(1000, 2000, 3000, 4000, 5000)\"",
-    "glow_mnist_5k_general_images_6000_lid": "glow_fmnist.py:mnist_5k,general_images "
-        "--mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000",
-    "glow_mnist_5k_general_images_6000_5000_lid": "glow_fmnist.py:mnist_5k,"
-        "general_images --mode lid --config.lid.num_eval=5000 "
-        "--config.data.max_eval=5000 --config.stages.id_steps=6000",
-    "glow_mnist_5k_general_images_1000_lid": "glow_fmnist.py:mnist_5k,general_images "
-        "--mode lid --config.lid.num_eval=1000 "
-        "--config.checkpoints=runs/glow_mnist_5k_general_images",
-    "vae_ood": "vae_ood.py",
-    "dose_fmnist": "dose_fmnist.py",
-    "diffusion_fmnist": "diffusion_fmnist.py",
-    "diffusion_mnist_5k": "diffusion_fmnist.py:mnist_5k",
-}  # fmt: skip
 
 
-def _source_of(name: str, args: str) -> tuple[str, str]:
-    """``(results file under the runs directory, command)`` of a results name."""
-    run, (config, _, flags) = name.removesuffix("_lid"), args.partition(" ")
-    file = f"{run}/lid/results.json" if name.endswith("_lid") else f"{run}/results.json"
-    return file, f"{MAIN}{config} --workdir runs/{run}" + f" {flags}" * bool(flags)
+def published_commands(makefile: Path = ROOT / "Makefile") -> dict[str, tuple]:
+    """Results name -> ``(results file under runs/, command)``, read from the lines
+    of ``make reproduce`` (the one list of commands). The name is the run directory,
+    plus ``_lid`` for ``--mode lid`` (whose results sit in its ``lid/`` folder); the
+    command is the line without the Makefile's restore switches."""
+    recipe = makefile.read_text().split("\nreproduce:")[1].split("\n\n")[0]
+    sources = {}
+    for line in [line.strip() for line in recipe.splitlines() if "$(MAIN)" in line]:
+        command = re.sub(r" \$\((SHIPPED|FROM_RUNS)\)", "", line)
+        command = command.replace("$(MAIN)/", MAIN)
+        run, lid = re.search(r"--workdir runs/(\S+)", command)[1], "--mode lid" in line
+        file = f"{run}/lid/results.json" if lid else f"{run}/results.json"
+        sources[run + "_lid" * lid] = (file, command)
+    return sources
 
 
-SOURCES = {name: _source_of(name, args) for name, args in COMMANDS.items()}
+SOURCES = published_commands()
 REFERENCES = json.loads((ROOT / "experiments" / "references.json").read_text())
-HEADLINE = {
-    "likelihood": "Glow −log p(x)",
-    "final_scale": "Glow final scale (Schirrmeister et al.)",
-    "llr_outlier": "ratio to general model + outlier loss",
-    "ren_llr": "background ratio (Ren et al.)",
-    "waic": "WAIC, Glow ensemble",
-    "complexity_png": "input complexity, PNG (Serrà et al.)",
-    "typicality": "typicality, M = 1",
-    "klods_image_k2": "KLODS-R, one image",
-    "dose": "DoSE over the Glow statistics (KDE)",
-}
+HEADLINE = {"likelihood": "Glow −log p(x)",
+            "final_scale": "Glow final scale (Schirrmeister et al.)",
+            "llr_outlier": "ratio to general model + outlier loss",
+            "ren_llr": "background ratio (Ren et al.)", "waic": "WAIC, Glow ensemble",
+            "complexity_png": "input complexity, PNG (Serrà et al.)",
+            "typicality": "typicality, M = 1", "klods_image_k2": "KLODS-R, one image",
+            "dose": "DoSE over the Glow statistics (KDE)"}  # fmt: skip
 
 
 def md_table(header: str | list[str], rows: list[list]) -> str:
@@ -93,16 +65,9 @@ def interval(m: dict) -> str:
     return f"{m['auroc']:.3f}" + (" [{:.3f}, {:.3f}]".format(*ends) if ends else "")
 
 
-def auroc_rows(per_detector: dict, sets, cell=interval) -> list[list]:
+def auroc_rows(per_detector: dict, sets) -> list[list]:
     """Rows ``label | AUROC [interval]`` per set, from ``{label: {set: summary}}``."""
-    return [[d] + [cell(per[s]) for s in sets] for d, per in per_detector.items()]
-
-
-def group_rows(groups: dict, detectors, sets) -> list[list]:
-    """Rows ``detector | M | mean ± std`` per set of the group AUROCs."""
-    cell = "{mean:.3f} ± {std:.3f}"
-    return [[d, m] + [cell.format(**g["auroc"][d][s]) for s in sets]
-            for d in detectors for m, g in groups.items()]  # fmt: skip
+    return [[d] + [interval(per[s]) for s in sets] for d, per in per_detector.items()]
 
 
 def with_source(block: str, command: str, file: str) -> str:
@@ -110,14 +75,15 @@ def with_source(block: str, command: str, file: str) -> str:
     return f"Command: `{command}`; results: `{file}`.\n\n{block}"
 
 
-def write_report(
-    workdir: Path, title: str, block: str, figures: dict, command: str
-) -> str:
-    """``workdir/report.md``: the title, the command, the generated ``block``, then
-    the figures ``{caption: file}``; returns the block for stdout."""
+def write_report(workdir: Path, name: str, family: str, results: dict, figures: dict,
+                 command: str) -> str:  # fmt: skip
+    """``workdir/report.md``: a title, the command, the ``family``'s block of the
+    ``results`` and the ``figures`` ``{caption: png}``; returns the block for stdout."""
+    title, render = REPORTS[family]
+    block = render(results)
     images = "".join(f"\n\n![{caption}]({file})" for caption, file in figures.items())
     text = with_source(block, command, "results.json")
-    (workdir / "report.md").write_text(f"# {title}\n\n{text}{images}\n")
+    (workdir / "report.md").write_text(f"# {name}: {title}\n\n{text}{images}\n")
     return f"(plots in {workdir / 'report.md'})\n\n{block}"
 
 
@@ -140,6 +106,7 @@ def flow_block(r: dict) -> str:
                  f"{bpd[s]['id_test']:.3f}", f"`{t.get('restored_from', '-')}`"]
                 for s, t in r["training"].items()]  # fmt: skip
     n, size = m["likelihood"][sets[0]], next(iter(groups))
+    cell = "{mean:.3f} ± {std:.3f}"  # of the group AUROCs over the shuffles
     first = groups[size]["auroc"]["typicality"][sets[0]]
 
     def ours(d, o, k):  # M = 1: the point-wise AUROC
@@ -160,7 +127,8 @@ def flow_block(r: dict) -> str:
         f"Groups of M: AUROC mean ± std over {len(first['per_seed'])} shuffles "
         f"({first['groups_in']} ID test groups at M = {size}):",
         md_table(["detector", "M", *sets],
-                 group_rows(groups, list(groups[size]["auroc"]), sets)),
+                 [[d, k] + [cell.format(**g["auroc"][d][s]) for s in sets]
+                  for d in groups[size]["auroc"] for k, g in groups.items()]),
         "Typicality test, fraction of groups flagged (first shuffle):",
         md_table(["M", "threshold (nats)", *groups[size]["typicality_test"]["flagged"]],
                  flagged),
@@ -440,11 +408,18 @@ def general_sets_block(r: dict) -> str:
     )  # fmt: skip
 
 
+# A pipeline (or --mode lid) -> its report's title and the block of its results.
+REPORTS = {"flow": ("Glow OOD report", flow_block),
+           "lid": ("LID dual threshold", lid_block),
+           "vae": ("VAE OOD report", vae_block),
+           "dose": ("density of states", dose_block),
+           "diffusion": ("diffusion OOD report", diffusion_block)}  # fmt: skip
+
+
 def render(name: str):
     """The block function of a results file, by its name."""
-    family = {"vae": vae_block, "dose": dose_block, "diffusion": diffusion_block}
-    default = lid_block if name.endswith("_lid") else flow_block
-    return family.get(name.split("_")[0], default)
+    family = "lid" if name.endswith("_lid") else name.split("_")[0]
+    return REPORTS[family if family in REPORTS else "flow"][1]
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import configured, tables
+from experiments import configured
 from jaxood import batching, data, detectors, io, metrics, plots, train, vae
 
 DETECTORS = {
@@ -42,18 +42,9 @@ def build_model(config, kind: str) -> vae.VAE:
 
 def fingerprint(config, setting: str, kind: str) -> dict:
     """What determines one VAE's trained params."""
-    return io.as_json(
-        {
-            "setting": setting,
-            "model": kind,
-            "seed": config.seed,
-            "val_size": config.val_size,
-            "steps": config.settings[setting].steps,
-            "architecture": config.models[kind].to_dict(),
-            "likelihood": config.likelihood,
-            "train": config.train.to_dict(),
-        }
-    )
+    return configured.fingerprint(config, setting, model=kind,
+                                  architecture=config.models[kind].to_dict(),
+                                  likelihood=config.likelihood)  # fmt: skip
 
 
 def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
@@ -71,27 +62,22 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     def val_loss(params):
         return loss(params, val_images, jax.random.key(seed))[0]
 
-    return configured.train_stage(
-        config, run, fingerprint(config, setting, kind), template, init,
+    return io.restore_or_fit(
+        run, fingerprint(config, setting, kind), template, init,
         loss, io.optimizer(tc.learning_rate, optimizer="adam"), batch_fn,
         config.settings[setting].steps, jax.random.key(seed),
         lambda p: {"val_loss": float(val_loss(p))},
-        lambda p: {"val_negative_elbo": float(val_loss(p))},
-        description=f"{setting}/{kind}",
+        final_metrics=lambda p: {"val_negative_elbo": float(val_loss(p))},
+        description=f"{setting}/{kind}", **configured.training(config),
     )  # fmt: skip
 
 
 def _regret(model, params, images, key, sc, batch_size=50):
     def one(i, batch):
+        chunk = min(sc.chunk_size, sc.regret_samples)
         return detectors.likelihood_regret(
-            model,
-            params,
-            batch,
-            jax.random.fold_in(key, i),
-            steps=sc.regret_steps,
-            num_samples=sc.regret_samples,
-            chunk_size=min(sc.chunk_size, sc.regret_samples),
-        ).regret
+            model, params, batch, jax.random.fold_in(key, i), steps=sc.regret_steps,
+            num_samples=sc.regret_samples, chunk_size=chunk).regret  # fmt: skip
 
     return batching.map_batches(one, images, batch_size, desc="regret")
 
@@ -156,44 +142,35 @@ def detector_scores(scores: dict, name: str) -> dict[str, np.ndarray]:
 
 
 def summarise(config, all_scores: dict, summaries: dict) -> dict:
+    sc = config.score
     results = {
         "name": config.name,
-        "num_samples": config.score.num_samples,
-        "regret": {
-            "steps": config.score.regret_steps,
-            "num_samples": config.score.regret_samples,
-            "images_per_set": config.score.regret_eval,
-        },
+        "num_samples": sc.num_samples,
+        "regret": {"steps": sc.regret_steps, "num_samples": sc.regret_samples,
+                   "images_per_set": sc.regret_eval},
         "lipschitz_constant": config.models.lipschitz.lipschitz,
-        "models": {
-            k: config.models[k].to_dict() | {"likelihood": config.likelihood}
-            for k in config.models
-        },
+        "models": {k: config.models[k].to_dict() | {"likelihood": config.likelihood}
+                   for k in config.models},
         "training": summaries,
         "pairs": {},
         "mean_nll_nats": {},  # IWAE; not bits/dim: Bernoulli is no pmf
         "scaling": {},
-    }
+    }  # fmt: skip
     for (setting, kind), scores in all_scores.items():
+        sets = [k.removesuffix("/log_p") for k in scores if k.endswith("/log_p")]
         results["mean_nll_nats"].setdefault(setting, {})[kind] = {
-            name.removesuffix("/log_p"): float(-np.mean(v))
-            for name, v in scores.items()
-            if name.endswith("/log_p")
+            name: float(-np.mean(scores[f"{name}/log_p"])) for name in sets
         }
-        ood_sets = [
-            k.removeprefix("ood/").removesuffix("/log_p")
-            for k in scores
-            if k.startswith("ood/") and k.endswith("/log_p")
-        ]
         score_in = detector_scores(scores, "id_test")
-        for ood in ood_sets:
-            score_out = detector_scores(scores, f"ood/{ood}")
-            pair = results["pairs"].setdefault(f"{setting}→{ood}", {})
+        for ood in [name for name in sets if name.startswith("ood/")]:
+            score_out = detector_scores(scores, ood)
+            pair = results["pairs"].setdefault(
+                f"{setting}→{ood.removeprefix('ood/')}", {}
+            )
             pair[kind] = {
                 d: _pair_metrics(score_in[d], score_out[d]) for d in DETECTORS
             }
-        scaled = [k for k in scores if k.startswith("scaled/")]
-        if scaled:
+        if scaled := [k for k in scores if k.startswith("scaled/")]:
             results["scaling"][kind] = {
                 k.split("/")[1]: metrics.auroc(scores["id_test/hole"], scores[k])
                 for k in scaled
@@ -225,21 +202,18 @@ def score(config, workdir: Path, trained) -> dict:
     return summarise(config, _all_scores(config, workdir, trained), summaries)
 
 
-def report(config, workdir: Path, trained, results, command) -> str:
-    """Writes ``report.md`` and plots of the VAE run; returns its table."""
+def figures(config, workdir: Path, trained, results) -> dict:
+    """ROC curves and histograms of the hole indicator, its AUROC against the
+    scale of the OOD pixels, and samples of every VAE."""
     all_scores, params = _all_scores(config, workdir, trained), trained[1]
-    pairs, kinds = list(results["pairs"]), list(results["models"])
-    fig, axes = plots.panels(len(kinds), 4, 2.6, rows=len(pairs))
-    for row, pair in zip(axes, pairs, strict=True):
+    hole = {}
+    for pair in results["pairs"]:
         setting, ood = pair.split("→")
-        for ax, kind in zip(row, kinds, strict=True):
-            for name, label in (("id_test", setting), (f"ood/{ood}", ood)):
-                ax.hist(all_scores[setting, kind][f"{name}/hole"], bins=40,
-                        alpha=0.6, label=label, density=True)  # fmt: skip
-            ax.set_title(f"{kind}: {pair}", fontsize=8)
-            ax.set_xlabel("hole indicator [nats]", fontsize=7)
-            ax.legend(fontsize=6)
-    plots.save(fig, workdir / "hole_histograms.png")
+        for kind in results["models"]:
+            per_set = all_scores[setting, kind]
+            hole[f"{kind}: {pair}"] = (per_set["id_test/hole"],
+                                       {ood: per_set[f"ood/{ood}/hole"]})  # fmt: skip
+    plots.roc_and_histograms(hole, workdir / "hole_histograms.png")
     scaling = {k: ([float(s) for s in c], list(c.values()))
                for k, c in results["scaling"].items()}  # fmt: skip
     plots.line_panels([{"series": scaling, "xlabel": "OOD pixel scale s",
@@ -251,7 +225,4 @@ def report(config, workdir: Path, trained, results, command) -> str:
         plots.image_grid(np.asarray(np.round(np.asarray(x) * 255), np.uint8),
                          workdir / f"samples_{setting}_{kind}.png",
                          f"{kind} VAE on {setting}: decoder means")  # fmt: skip
-    figures = {"hole indicator": "hole_histograms.png", "scaling": "scaling.png"}
-    title = f"{config.name}: VAE OOD report"
-    block = tables.vae_block(results)
-    return tables.write_report(workdir, title, block, figures, command)
+    return {"hole indicator": "hole_histograms.png", "scaling": "scaling.png"}

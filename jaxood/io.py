@@ -376,6 +376,45 @@ def fit_stage(
     return jax.tree.map(jnp.asarray, params), summary
 
 
+def restore_or_fit(
+    stage: Path,
+    fingerprint: dict,
+    template,
+    init_fn: Callable[[], object],
+    loss_fn,
+    optimizer,
+    batch_fn,
+    num_steps: int,
+    key,
+    eval_fn,
+    *,
+    sources: Sequence[str | Path] = (),
+    final_metrics: Callable[[object], dict] | None = None,
+    **options,
+):
+    """One model in its run directory: finished there, restored from ``sources``,
+    or trained now (resuming an interrupted run) by :func:`fit_stage`.
+
+    Args:
+        init_fn: gives the starting params; called only when the stage trains (a
+            data-dependent init is a pass over images that a restore skips).
+        final_metrics: metrics of the kept params added to ``summary.json``
+            (default ``eval_fn``).
+        options: those of :func:`fit_stage` (``select``, ``eval_every``, ...).
+        The others: as :func:`train_or_restore` and :func:`fit_stage`.
+
+    Returns:
+        The params, as :func:`train_or_restore`.
+    """
+
+    def train_fn():
+        params, summary = fit_stage(stage, init_fn(), loss_fn, optimizer, batch_fn,
+                                    num_steps, key, eval_fn, **options)  # fmt: skip
+        return params, summary | (final_metrics or eval_fn)(params)
+
+    return train_or_restore(stage, fingerprint, template, train_fn, sources)
+
+
 def train_seconds(stage: Path) -> float:
     """Training time from ``metrics.jsonl`` (seconds per step × steps logged)."""
     path = stage / "metrics.jsonl"

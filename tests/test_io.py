@@ -64,6 +64,28 @@ def test_a_finished_stage_is_restored_not_trained_again(tmp_path):
     assert json.loads((stage / "config.json").read_text()) == FINGERPRINT
 
 
+def test_restore_or_fit_initialises_only_when_it_trains(tmp_path):
+    stage, inits = tmp_path / "id", []
+    batches = train.epoch_batches(np.arange(len(X)), 16, seed=1)
+
+    def run():
+        return io.restore_or_fit(
+            stage, FINGERPRINT, TEMPLATE, lambda: inits.append(1) or TEMPLATE,
+            loss_fn, io.optimizer(0.1, optimizer="adam"),
+            lambda step: (X[batches(step)], Y[batches(step)]), 20, jax.random.key(0),
+            lambda p: {"val_loss": float(loss_fn(p, (X, Y), None)[0])},
+            final_metrics=lambda p: {"final_w0": float(p["w"][0])},
+            eval_every=5, log_every=5, checkpoint_every=10,
+        )  # fmt: skip
+
+    first, again = run(), run()
+    assert len(inits) == 1  # the second call restores: no data-dependent init
+    np.testing.assert_array_equal(first["w"], again["w"])
+    summary = io.stage_summary(stage)
+    assert summary["final_w0"] == pytest.approx(float(first["w"][0]))
+    assert summary["steps"] == 20 and "val_loss" not in summary
+
+
 def test_another_fingerprint_is_refused(tmp_path):
     stage = tmp_path / "id"
     io.train_or_restore(stage, FINGERPRINT, TEMPLATE, Trainer(stage))
