@@ -47,16 +47,10 @@ def run(
     params = jax.tree.map(jnp.asarray, params)  # on device once, not per batch
     ood_sets = [name for name in sets if name.startswith("ood/")]
     out.mkdir(exist_ok=True)
-    chosen = {
-        "calibration": sets["id_train"][: lc.num_calibration],
-        "validation": sets["id_val"][: lc.num_validation],
-    }
-    chosen |= {n: sets[n][: lc.num_eval] for n in ("id_test", *ood_sets)}
-    key = {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
+    chosen, key = chosen_sets(sets, lc), rows_key(training)
 
     def rows(fn, name, count=None, prefix=""):  # resumable: saved once a minute
-        file = out / f"{prefix}{name.replace('/', '_')}.npz"
-        images = chosen[name][:count]
+        file, images = rows_file(out, name, prefix), chosen[name][:count]
         return io.resumable_rows(file, key, fn, images, BATCH, prefix + name)
 
     spectra, dropped = {}, {}
@@ -140,6 +134,22 @@ def run(
     io.write_json(out / "results.json", results)
     _plots(out, spectra, lids, results, ood_sets)
     return results
+
+
+def chosen_sets(sets: dict[str, np.ndarray], lc) -> dict[str, np.ndarray]:
+    """The images whose spectra a run computes: the first ``lc.num_*`` of each set."""
+    chosen = {"calibration": sets["id_train"][: lc.num_calibration],
+              "validation": sets["id_val"][: lc.num_validation]}  # fmt: skip
+    evaluated = ("id_test", *(n for n in sets if n.startswith("ood/")))
+    return chosen | {n: sets[n][: lc.num_eval] for n in evaluated}
+
+
+def rows_key(training: dict) -> dict:  # what cached rows belong to: the ID model
+    return {k: training[k] for k in ("steps", "selected_step", "val_bpd")}
+
+
+def rows_file(out: Path, name: str, prefix: str = "") -> Path:  # prefix: "lidl_"
+    return out / f"{prefix}{name.replace('/', '_')}.npz"
 
 
 def _bare(per_ood: dict) -> dict:

@@ -68,6 +68,32 @@ def test_import_jaxood_is_cheap_and_subpackages_load_lazily():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_models_detectors_and_lid_import_without_tfds_or_tfp():
+    """An accelerator host with only JAX and Flax scores arrays it was sent: the data
+    loaders and the vMF's Bessel functions import their packages on first use."""
+    code = (
+        "import sys\n"
+        "sys.modules['tensorflow_datasets'] = None  # any import of it now fails\n"
+        "sys.modules['tensorflow_probability'] = None\n"
+        "from jaxood import data, detectors, flows, lid, vae\n"
+        "assert data.to_model_space is not None and 'load' in dir(data)\n"
+        "try:\n"
+        "    data.load\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('data.load did not need tensorflow_datasets')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_data_prepare_is_the_function_after_its_module_is_imported():
+    import jaxood.data.preparation  # noqa: F401  (binds data.preparation only)
+
+    assert callable(data.prepare) and data.prepare.__module__.endswith("preparation")
+    assert data.load.__module__ == "jaxood.data.datasets"
+
+
 def test_subpackages_are_attributes_listed_by_dir_and_all():
     for name in PUBLIC:
         assert getattr(jaxood, name) is sys.modules[f"jaxood.{name}"]

@@ -407,3 +407,40 @@ def _load(stage_dir, template):
     from jaxood import checkpoint
 
     return checkpoint.load_params(stage_dir / "final_params", template)
+
+
+def test_spectra_computed_elsewhere_fill_the_lid_cache(runs, tmp_path, monkeypatch):
+    """export -> compute -> merge (benchmarks/lid_offload.py): the rows land in the
+    run's cache, so the LID command with more images computes no spectrum."""
+    from benchmarks import lid_offload
+
+    workdir = str(runs / "glow_fmnist")
+    command = ["--", "--config", f"{CONFIGS}glow_fmnist.py:smoke", "--workdir",
+               workdir, "--mode", "lid", "--config.lid.num_eval=5"]  # fmt: skip
+    bundle, rows = tmp_path / "bundle", tmp_path / "rows"
+    lid_offload.main(["export", str(bundle), *command])
+    lid_offload.main(["compute", str(bundle), str(rows), "--budget_s", "600",
+                      "--batch_size", "2", "--chunk_size", "64"])  # fmt: skip
+    throughput = json.loads((rows / "throughput.json").read_text())
+    assert throughput["images"] == 2 * 3  # 2 new rows in each of 3 sets
+    tampered = tmp_path / "tampered"
+    shutil.copytree(rows, tampered)
+    got = dict(np.load(tampered / "id_test.npz"))
+    np.savez(tampered / "id_test.npz", **got | {"checksum": got["checksum"] + 1})
+    results = lid_offload.HERE / "results" / "lid_offload.json"
+    monkeypatch.setattr(lid_offload, "HERE", tmp_path)  # not the committed results
+    (tmp_path / "results").mkdir()
+    with pytest.raises(SystemExit, match="rows of other images"):
+        lid_offload.main(["merge", str(tampered), *command])
+    lid_offload.main(["merge", str(rows), *command])
+    assert "glow_fmnist" in json.loads(
+        (tmp_path / "results" / results.name).read_text()
+    )
+
+    def no_spectra(*args, **kwargs):
+        raise AssertionError("a spectrum was computed again")
+
+    monkeypatch.setattr("jaxood.lid.flow_spectra_images", no_spectra)
+    run_main(*command[1:])
+    lid = json.loads((runs / "glow_fmnist" / "lid" / "results.json").read_text())
+    assert lid["counts"]["id_test"] == 5

@@ -11,7 +11,7 @@ from PIL import Image
 from jaxood import data
 from jaxood.data import general_images as gi
 from jaxood.data import sources
-from jaxood.data.prepare import OFFLINE_BUILDERS, default_names
+from jaxood.data.preparation import OFFLINE_BUILDERS, default_names
 
 SKIMAGE = Path(sources._package_file("skimage", "data/camera.png", "")).parent
 DRAWINGS = {  # openclipart-png, relative to its folder: kept?

@@ -92,5 +92,6 @@ def test_every_published_command_parses_through_the_entry_point():
         parsed[name], workdir, mode = main.parse(["experiments.main", *argv[3:]])
         assert str(workdir) == f"runs/{name.removesuffix('_lid')}", name
         assert (mode == "lid") == name.endswith("_lid"), name
-    spline = parsed["glow_fmnist_spline_1000_lid"]  # its overrides reach the config
-    assert spline.lid.num_eval == 1000 and tuple(spline.data.ood) == ("mnist_5k:all",)
+    flips = parsed["glow_fmnist_general_images_flips_lid"]  # overrides reach the config
+    assert flips.lid.num_eval >= 1000 and tuple(flips.data.ood) == (
+        "fashion_mnist_vflip:test", "fashion_mnist_inverted:test")  # fmt: skip

@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxood.data import datasets
 from jaxood.data.errors import DataError
-from jaxood.data.prepare import ON_REQUEST, default_data_dir, is_prepared, prepare
+from jaxood.data.preparation import ON_REQUEST, default_data_dir, is_prepared, prepare
 
 
 def summary(data_dir) -> str:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from jaxood.data import synthetic
 from jaxood.data.builders import OFFLINE_BUILDERS
 from jaxood.data.errors import DataError, UnknownDatasetError, UnknownSplitError
-from jaxood.data.prepare import default_data_dir, is_prepared, prepare
+from jaxood.data.preparation import default_data_dir, is_prepared, prepare
 
 SYNTHETIC_SIZE = 10_000
 SYNTHETIC: dict[str, Callable[[Path], np.ndarray]] = {

@@ -24,13 +24,20 @@ import math
 
 import jax
 import jax.numpy as jnp
-from tensorflow_probability.substrates import jax as tfp
 
 from jaxood.typing import Array, PRNGKey
 
 
+def _log_bessel_ive(order, x: Array) -> Array:
+    """``log(I_v(x) e^{−x})``; tfp is imported here so that ``jaxood.vae`` (and LID,
+    which imports it) loads without tensorflow-probability until a vMF is used."""
+    from tensorflow_probability.substrates import jax as tfp
+
+    return tfp.math.log_bessel_ive(order, x)
+
+
 def _log_bessel_i(order: float, x: Array) -> Array:
-    return tfp.math.log_bessel_ive(jnp.asarray(order, x.dtype), x) + x
+    return _log_bessel_ive(jnp.asarray(order, x.dtype), x) + x
 
 
 def log_sphere_area(m: int) -> float:
@@ -48,9 +55,7 @@ def log_normalizer(kappa: Array, m: int) -> Array:
 
 def mean_resultant_length(kappa: Array, m: int) -> Array:
     """``A_m(κ) = E[μᵀz] = I_{m/2}(κ) / I_{m/2−1}(κ)``."""
-    ratio = tfp.math.log_bessel_ive(0.5 * m, kappa) - tfp.math.log_bessel_ive(
-        0.5 * m - 1.0, kappa
-    )
+    ratio = _log_bessel_ive(0.5 * m, kappa) - _log_bessel_ive(0.5 * m - 1.0, kappa)
     return jnp.exp(ratio)
 
 
