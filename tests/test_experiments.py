@@ -409,6 +409,7 @@ def _load(stage_dir, template):
     return checkpoint.load_params(stage_dir / "final_params", template)
 
 
+@pytest.mark.extended  # ~40 s (CI time): one more smoke LID run and its spectra
 def test_spectra_computed_elsewhere_fill_the_lid_cache(runs, tmp_path, monkeypatch):
     """export -> compute -> merge (benchmarks/lid_offload.py): the rows land in the
     run's cache, so the LID command with more images computes no spectrum."""
