@@ -53,10 +53,6 @@ def _cached(file: Path, key: dict) -> dict[str, np.ndarray]:
     return dict(np.load(file)) if io.is_cached(key_file, key, [file]) else {}
 
 
-def _checksum(images: np.ndarray) -> np.ndarray:
-    return images.reshape(len(images), -1).astype(np.int64).sum(axis=1)
-
-
 def export(bundle: Path, argv: list[str]) -> None:
     """Writes the ID model and every evaluation image without cached spectra."""
     config, workdir, sets, pipeline = _run(argv)
@@ -132,24 +128,24 @@ def compute(bundle: Path, rows: Path, budget_s: float, batch_size: int,
         report["first_call_s"] = time.monotonic() - t  # compiles included
         print(report["reference"], flush=True)
     done = {name: {"s": [], "log_p": []} for name in images}
-    seconds, counted = 0.0, 0
+    ends, seconds, counted = dict.fromkeys(images, 0), 0.0, 0
     while time.monotonic() - began < budget_s:
-        todo = [n for n in images if sum(map(len, done[n]["s"])) < len(images[n])]
+        todo = [n for n in images if ends[n] < len(images[n])]
         if not todo:
             break
         for name in todo:
-            start = sum(map(len, done[name]["s"]))
+            start = ends[name]
             chunk = images[name][start : start + chunk_rows]
             t = time.monotonic()
             got = _rows(model, params, chunk, batch_size, chunk_size)
             seconds, counted = seconds + time.monotonic() - t, counted + len(chunk)
             for k in ("s", "log_p"):
                 done[name][k].append(got[k])
-            end = start + len(chunk)
+            end = ends[name] = start + len(chunk)
             np.savez(rows / f"{name.replace('/', '_')}.npz",
                      s=np.concatenate(done[name]["s"]),
                      log_p=np.concatenate(done[name]["log_p"]),
-                     checksum=_checksum(images[name][:end]),
+                     checksum=io.row_hashes(images[name][:end]),
                      start=saved["starts"][name], set=name)  # fmt: skip
             rate, elapsed = counted / seconds, time.monotonic() - began
             print(f"{name}: {end}/{len(images[name])}, {rate:.1f} images/s, "
@@ -171,7 +167,7 @@ def merge(rows: Path, argv: list[str]) -> None:
         got = dict(np.load(path))
         name, start, n = str(got["set"]), int(got["start"]), len(got["s"])
         images = chosen[name][: start + n]
-        if not np.array_equal(_checksum(images[start:]), got["checksum"]):
+        if not np.array_equal(io.row_hashes(images[start:]), got["checksum"]):
             raise SystemExit(f"{path}: rows of other images than {name}[{start}:]")
         file = pipeline.rows_file(workdir / "lid", name)
         if len(_cached(file, key).get("s", [])) != start:

@@ -106,7 +106,7 @@ def cached_arrays(
 INPUTS_FIELD = "__inputs__"  # resumable_rows: a hash of each row's input
 
 
-def _row_hashes(inputs: np.ndarray) -> np.ndarray:
+def row_hashes(inputs: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each input row (which image a cached row belongs to)."""
     flat = np.ascontiguousarray(inputs).reshape(len(inputs), -1)
     return np.array(
@@ -139,7 +139,7 @@ def resumable_rows(
         The first ``len(inputs)`` rows of each name.
     """
     key_file = path.with_name(path.stem + ".key.json")
-    hashes, done = _row_hashes(inputs), {}
+    hashes, done = row_hashes(inputs), {}
     if path.exists() and is_cached(key_file, key, [path]):
         done = dict(np.load(path))
         saved_hashes = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
