@@ -43,15 +43,13 @@ def train_model(config, workdir: Path, setting: str, sets) -> dict:
     optimizer = train.with_ema(adam, tc.ema_decay)
     images, val_images = sets["id_train"], sets["id_val"][: tc.eval_images]
 
-    @jax.jit
-    def val_loss(params):  # the same t, ε and dequantisation at every evaluation
-        return loss(params, val_images, jax.random.key(seed))[0]
-
+    # The same t, ε and dequantisation at every evaluation.
+    val_loss = train.held_out_loss(loss, val_images, jax.random.key(seed))
     return io.restore_or_fit(
         run, fingerprint(config, setting), template, init, loss,
         optimizer, train.epoch_batches(images, tc.batch_size, seed),
         config.settings[setting].steps, jax.random.key(seed),
-        lambda p: {"val_loss": float(val_loss(p))}, select="final",
+        lambda p: {"val_loss": val_loss(p)}, select="final",
         description=f"{setting}/{STAGE}",
         export=lambda state: train.ema_params(state.opt_state),
         **configured.training(config),

@@ -58,16 +58,13 @@ def train_model(config, workdir: Path, setting: str, kind: str, sets) -> dict:
     batches = train.epoch_batches(sets["id_train"], tc.batch_size, seed)
     batch_fn = lambda step: data.to_unit_interval(batches(step))  # noqa: E731
 
-    @jax.jit
-    def val_loss(params):
-        return loss(params, val_images, jax.random.key(seed))[0]
-
+    val_loss = train.held_out_loss(loss, val_images, jax.random.key(seed))
     return io.restore_or_fit(
         run, fingerprint(config, setting, kind), template, init,
         loss, io.optimizer(tc.learning_rate, optimizer="adam"), batch_fn,
         config.settings[setting].steps, jax.random.key(seed),
-        lambda p: {"val_loss": float(val_loss(p))},
-        final_metrics=lambda p: {"val_negative_elbo": float(val_loss(p))},
+        lambda p: {"val_loss": val_loss(p)},
+        final_metrics=lambda p: {"val_negative_elbo": val_loss(p)},
         description=f"{setting}/{kind}", **configured.training(config),
     )  # fmt: skip
 

@@ -29,13 +29,16 @@ or, to inspect the error yourself::
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax._src import checkify as _checkify_internals  # see _error_code_of
 from jax.experimental import checkify
 
 from jaxood.typing import Array
@@ -68,7 +71,37 @@ def check(pred: Any, message: str, **values: Any) -> None:
             shown = {k: _show(v) for k, v in values.items()}
             raise InputError(message.format(**shown))
         return
-    checkify.debug_check(pred, message, **values)
+    with _error_code_of(message):
+        checkify.debug_check(pred, message, **values)
+
+
+@contextlib.contextmanager
+def _error_code_of(message: str):
+    """Numbers the traced check by its message instead of by a process counter.
+
+    checkify tags each traced check with ``next_code()``, a counter over the whole
+    process, and that integer is a constant of the traced program even when the
+    check is dropped (no ``checkify`` around it). The same program traced twice
+    then differs, so the persistent compilation cache never hits: the VAE pipeline
+    compiled its training step once per setting, identical apart from that number.
+    A code derived from the message is the same on every trace; two checks that
+    share it share their message template too, so a failed one still reads right.
+    Codes from 2**30 up stay clear of checkify's own counter (NaN, index checks).
+    Of several failed checks checkify reports the lowest code, which is now set by
+    the messages, not by program order: the checks here are written so that one
+    bad value fails one check.
+    """
+    counter = getattr(_checkify_internals, "next_code", None)
+    if counter is None:  # another jax: keep its numbering
+        yield
+        return
+    digest = hashlib.sha256(message.encode()).digest()
+    code = 2**30 + int.from_bytes(digest[:4], "little") % 2**29
+    _checkify_internals.next_code = lambda: code
+    try:
+        yield
+    finally:
+        _checkify_internals.next_code = counter
 
 
 def _show(value: Any) -> Any:
@@ -79,7 +112,7 @@ def _show(value: Any) -> Any:
 
 
 def throw(error: checkify.Error) -> None:
-    """Raises the first failed check of a checkify ``error`` as :class:`InputError`.
+    """Raises a failed check of a checkify ``error`` as :class:`InputError`.
 
     Reads the error flag (a few scalars) on the host: the one synchronisation a
     checked call costs.
@@ -131,7 +164,10 @@ def in_range(
     finite(x, name, fix)
     if np.size(x) == 0:
         return x
-    x_min, x_max = jnp.min(x), jnp.max(x)
+    # Over the finite values only: NaN and inf are finite()'s to report (traced,
+    # the order of two failed checks is not program order; see _error_code_of).
+    ok = jnp.isfinite(x)
+    x_min, x_max = jnp.min(jnp.where(ok, x, high)), jnp.max(jnp.where(ok, x, low))
     check(
         (x_min >= low) & (x_max <= high),
         f"{name} has values in [{{x_min:.4g}}, {{x_max:.4g}}], outside "

@@ -240,6 +240,18 @@ def epoch_batches(examples, batch_size: int, seed: int) -> Callable[[int], Any]:
     ]
 
 
+def held_out_loss(loss_fn: LossFn, examples: Any, key: PRNGKey):
+    """``params -> float``: ``loss_fn`` on fixed examples with a fixed key (the same
+    noise at every evaluation, so that evaluations compare), read on the host.
+
+    The examples are an argument of the jitted program, not a constant closed
+    over: a validation set as a constant is compiled into the program (megabytes)
+    and makes each set's program another entry of the compilation cache.
+    """
+    evaluate = jax.jit(lambda params, x, k: loss_fn(params, x, k)[0])
+    return lambda params: float(evaluate(params, examples, key))
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` with non-finite floats as None (JSON has no NaN or Infinity)."""
     if isinstance(value, dict):

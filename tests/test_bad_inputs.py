@@ -324,6 +324,20 @@ def test_checks_are_free_without_checkify(ctx):
     assert bool(jnp.isnan(out[0])) and bool(jnp.all(jnp.isfinite(out[1:])))
 
 
+def test_a_program_with_checks_is_the_same_program_on_every_trace(ctx):
+    """Traced twice, a checked function lowers to identical text (no per-process
+    check counter inside), so the persistent compilation cache can hit."""
+
+    def lowered():
+        fn = lambda x: flows.log_prob(FLOW, ctx.flow_params, x).total  # noqa: E731
+        return jax.jit(fn).lower(ctx.x).as_text()
+
+    first = lowered()
+    checks.finite(jnp.ones(3), "y")  # eager: no trace, no code
+    jax.jit(lambda y: checks.finite(y, "y"))(jnp.ones(3))  # another traced check
+    assert lowered() == first
+
+
 def test_vmap_and_grad_keep_the_checks(ctx):
     """The checks survive vmap and grad and fire under checkify."""
 

@@ -189,7 +189,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.scoring.bootstrap_resamples = 50
         c.scoring.group_seeds = (0, 1, 2)
         c.scoring.general_held_out = True  # the tests run this path
-        c.lid.update(num_eval=3, num_calibration=4, num_validation=3, num_lidl=2)
+        c.lid.update(num_eval=2, num_calibration=2, num_validation=2, num_lidl=2)
         c.lid.envelope_resamples = 10
         c.lid.update(lpca_reference=256, lpca_neighbors=64)
         c.report.num_samples = 4
