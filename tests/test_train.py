@@ -148,3 +148,15 @@ def test_optimizer_choices():
         train.make_optimizer(1e-3, optimizer="sgd")
     with pytest.raises(ValueError, match="exceeds"):
         train.epoch_batch_indices(3, 4, 0, 0)
+
+
+def test_held_out_loss_is_the_loss_on_fixed_examples_and_noise(key):
+    def loss(params, x, k):  # a noisy loss: the key must be the same every time
+        return jnp.mean((x - params) ** 2) + jax.random.normal(k), {}
+
+    x = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    evaluate = train.held_out_loss(loss, x, key)
+    got = evaluate(jnp.float32(0.5))
+    assert isinstance(got, float) and got == evaluate(jnp.float32(0.5))
+    assert got == pytest.approx(float(loss(jnp.float32(0.5), x, key)[0]), rel=1e-6)
+    assert evaluate(jnp.float32(2.0)) > got
