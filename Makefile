@@ -33,11 +33,12 @@ run: data
 # Two pytest workers (pytest-xdist, --dist loadfile in pyproject.toml: one test file
 # each at a time); TEST_WORKERS=0 runs it in one process. The suite is mostly
 # single-threaded XLA compilation, so two workers on two cores beat one (755-797 s
-# against 1,147 s). From a fresh clone on 2026-12-02: 947 s (pytest 872 s, of which
-# the pipeline module took 9 minutes on one worker). Dealing tests out singly
-# (--dist loadgroup, module-fixture tests kept together) was slower: unfinished
-# after 1,180 s (about 95 % of the tests), likely because tests of one file then
-# compile the same programs on both workers. `pytest -m "not slow"` (the inner
+# against 1,147 s). From a fresh clone on 2026-12-04: 575 s in all (pytest 507 s,
+# 592 tests, empty compilation cache; 947 s on 2026-12-02, before the XLA flags of
+# tests/conftest.py and the stable check codes of jaxood/checks.py). Dealing tests
+# out singly (--dist loadgroup, module-fixture tests kept together) was slower:
+# unfinished after 1,180 s (about 95 % of the tests), likely because tests of one
+# file then compile the same programs on both workers. `pytest -m "not slow"` (the inner
 # loop): 165 s on two workers, 268 s on one (2026-12-03, warm compilation cache).
 # Workers and their subprocesses share an XLA compilation cache in $TMPDIR.
 TEST_WORKERS ?= 2
