@@ -240,7 +240,9 @@ def epoch_batches(examples, batch_size: int, seed: int) -> Callable[[int], Any]:
     ]
 
 
-def held_out_loss(loss_fn: LossFn, examples: Any, key: PRNGKey):
+def held_out_loss(
+    loss_fn: LossFn, examples: Any, key: PRNGKey
+) -> Callable[[Params], float]:
     """``params -> float``: ``loss_fn`` on fixed examples with a fixed key (the same
     noise at every evaluation, so that evaluations compare), read on the host.
 
