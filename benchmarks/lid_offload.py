@@ -179,10 +179,20 @@ def merge(rows: Path, argv: list[str]) -> None:
 
         io.resumable_rows(file, key, fn, images, n, name, save_every=0)
         print(f"{name}: rows {start}–{start + n} merged into {file}")
-    results = HERE / "results" / "lid_offload.json"  # one entry per run directory
+    results = HERE / "results" / "lid_offload.json"  # one entry per call
     runs = json.loads(results.read_text()) if results.exists() else {}
-    runs[workdir.name] = json.loads((rows / "throughput.json").read_text())
+    runs[call_name(runs, workdir.name)] = json.loads(
+        (rows / "throughput.json").read_text()
+    )
     io.write_json(results, runs)
+
+
+def call_name(runs: dict, run: str) -> str:
+    """The entry of a new call for the run directory ``run``: its name for the
+    first call, then ``"<run>, call 2"`` and so on (a merge that succeeded is a new
+    call: the cache check refuses rows merged before)."""
+    earlier = [name for name in runs if name.split(", call ")[0] == run]
+    return f"{run}, call {len(earlier) + 1}" if earlier else run
 
 
 def main(argv: list[str] | None = None) -> None:

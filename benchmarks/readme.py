@@ -306,8 +306,8 @@ value, at most {bf["max_abs_difference"]:.4f}.
 
 
 def offload_section(runs: dict, cpu_seconds: float | None) -> str:
-    """``benchmarks/lid_offload.py``: one row per run directory whose spectra were
-    computed on an accelerator and merged into its cache."""
+    """``benchmarks/lid_offload.py``: one row per call that computed spectra of a run
+    directory on an accelerator and merged them into its cache."""
     rows = "\n".join(
         f"| `{name}` | {r['device']} | {r['jax']} | {r['latent_dims']} "
         f"| {r['batch_size']} × {r['chunk_size']} | {r['images']:,} "
@@ -330,7 +330,9 @@ the run directories' caches; float32, matmul and convolution precision "highest"
 images per call × JVPs at once; the rate counts compilation. "Checked": ID test
 images that the CPU had computed, recomputed there; against the CPU's rows, the
 largest |Δ log σ| over singular values above e⁻¹⁰, the largest |Δ log p| (nats) and
-the largest change of threshold LID at log τ ∈ {{−6, −3, 0}}.{cpu}
+the largest change of threshold LID at log τ ∈ {{−6, −3, 0}}. A run directory
+filled in several calls has a row per call; every call rechecks the same images, so
+the Δ columns also show how far the accelerator's results move between calls.{cpu}
 
 | run | device | jax | D | batch | images | images/s | checked | Δ log σ | Δ log p \
 | Δ LID |
