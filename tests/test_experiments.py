@@ -313,7 +313,7 @@ def test_every_table_renders_from_the_smoke_results(runs, tmp_path):
     """The renderers of every generated block accept what the pipelines write."""
     # The diffusion pipeline has its own file (tests/test_diffusion_pipeline.py),
     # the MNIST-5k spline run its own test (extended, for CI time); the 1,000- and
-    # 2,000-image spline LID runs are the spline command with other counts; the
+    # 5,000-image spline LID runs are the spline command with other counts; the
     # general_images runs need that set (a 300 MB download): not smoke-tested.
     skipped = ("diffusion", "mnist_5k_spline", "spline_1000", "spline_5000",
                "general_images")  # fmt: skip
