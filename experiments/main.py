@@ -19,7 +19,6 @@ and writes ``report.md`` with the results' block of :mod:`experiments.tables`.
 from __future__ import annotations
 
 import importlib
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -79,7 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "-m", "experiments.main", *argv[1:]])
     pipeline = importlib.import_module(f"experiments.{config.pipeline}_pipeline")
-    keep_compiled_programs()
     mesh = parallel.data_mesh(devices(config.mesh.devices))
     print(parallel.describe(mesh))
     with jax.set_mesh(mesh):  # batches split over the mesh, params replicated
@@ -106,23 +104,6 @@ def run(pipeline, config, workdir: Path, mode: str, command: str) -> None:
         figures = pipeline.figures(config, workdir, trained, results)
     family = "lid" if mode == "lid" else config.pipeline
     print(tables.write_report(workdir, config.name, family, results, figures, command))
-
-
-def keep_compiled_programs() -> None:
-    """Turns on jax's persistent compilation cache, so that a second run of the same
-    command loads its programs instead of compiling them (the shipped Glow's
-    ``log_prob`` alone compiles for minutes on 2 cores).
-
-    A cache the user chose (``JAX_COMPILATION_CACHE_DIR``) is left alone. Otherwise
-    it is ``~/.cache/jaxood/xla/<platform>-<devices>`` (``$XDG_CACHE_HOME`` if set):
-    one folder per device count, because jax leaves a forced host device count out
-    of its cache key. Call it before anything compiles.
-    """
-    if jax.config.jax_compilation_cache_dir:
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    where = f"{jax.default_backend()}-{jax.device_count()}"
-    jax.config.update("jax_compilation_cache_dir", str(base / "jaxood" / "xla" / where))
 
 
 def devices(count: int) -> list:

@@ -120,30 +120,3 @@ def test_the_shipped_diffusion_models_match_their_configs(option):
         configured.restore_sources(config), diffusion_pipeline.STAGE, fp
     )
     assert found is not None and (found / "params").is_dir()
-
-
-def test_a_run_keeps_its_compiled_programs_unless_the_user_chose_a_cache(tmp_path):
-    """experiments.main's cache: per device count under $XDG_CACHE_HOME, written on
-    the first compile; a JAX_COMPILATION_CACHE_DIR of the user's is used instead."""
-    import os
-    import subprocess
-    import sys
-
-    program = (
-        "import jax, jax.numpy as jnp\n"
-        "from experiments import main\n"
-        "main.keep_compiled_programs()\n"
-        "print(jax.config.jax_compilation_cache_dir)\n"
-        "jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-    env |= {"XDG_CACHE_HOME": str(tmp_path), "JAX_PLATFORMS": "cpu",
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # fmt: skip
-    run = [sys.executable, "-c", program]
-    got = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
-    cache = tmp_path / "jaxood" / "xla" / "cpu-1"
-    assert got.stdout.strip() == str(cache)
-    assert any(cache.iterdir()), "nothing was written to the cache"
-    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
-    got = subprocess.run(run, env=env, capture_output=True, text=True, check=True)
-    assert got.stdout.strip() == str(tmp_path / "mine")
