@@ -88,6 +88,7 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_1000 --mode lid --config.lid.num_eval=1000 --config.checkpoints=runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)
+	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_1000 --mode lid --config.lid.num_eval=1000
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_1000 --mode lid --config.lid.num_eval=1000
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all',)"
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood
