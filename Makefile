@@ -119,6 +119,7 @@ $(BENCH_VENV)/.installed: benchmarks/requirements.txt
 bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.flow_throughput --torch-python $(BENCH_VENV)/bin/python
 	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
+	$(PY) -m benchmarks.slq_limits
 	$(PY) -m benchmarks.flipd_speed
 	$(PY) -m benchmarks.parallel_speed
 

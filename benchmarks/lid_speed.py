@@ -28,7 +28,8 @@ The random flows' zero-initialised coupling output convs are redrawn from N(0, 0
 initialised on data: for D = 3072, three zero-padded Fashion-MNIST images as the R, G,
 B channels (no RGB dataset is prepared offline). Times are medians over batches,
 compilation excluded (reported apart). Writes ``benchmarks/results/lid_speed.json``
-and regenerates ``benchmarks/README.md``.
+and regenerates ``benchmarks/README.md``. How many probes and steps SLQ would need
+for its goals, whatever a step costs: ``benchmarks/slq_limits.py``.
 """
 
 from __future__ import annotations
@@ -353,6 +354,48 @@ def slq_part(size: dict, log) -> dict:
     return out
 
 
+def auroc_log_tau() -> float:
+    """The calibrated log τ of the published Fashion-MNIST LID run."""
+    lid_run = HERE.parent / "experiments" / "results" / "glow_fmnist_lid.json"
+    return json.loads(lid_run.read_text())["log_tau"]
+
+
+def auroc_sets(n: int, v: int):
+    """The shipped Glow and the model-space sets of the AUROC part: the first ``n``
+    Fashion-MNIST test images, the next ``v`` (validation) and the first ``n`` of
+    MNIST-5k."""
+    model, params, fmnist = _trained(n + v)
+    mnist = data.to_model_space(data.resize(data.load("mnist_5k", "all")[:n], 32))
+    sets = {"id_test": fmnist[:n], "validation": fmnist[n:], "ood": mnist}
+    return model, params, sets
+
+
+def auroc_key(start: int):
+    """The SLQ key of the batch of the AUROC part that starts at image ``start``
+    (split per image by ``lid.flow_slq``)."""
+    return jax.random.key(1000 + start)
+
+
+def dual_threshold_aurocs(log_p: dict, lids: dict) -> dict:
+    """LID-only, dual-threshold envelope and rank-AND AUROCs (OOD positive) of the
+    sets ``id_test`` against ``ood``, rank-AND's CDFs fit on ``validation``; both
+    dicts map those set names to per-image arrays."""
+    rank_and = detectors.rank_and_detector()
+    stats = rank_and.fit(log_p["validation"], lids["validation"])
+    envelope = detectors.envelope_auroc(log_p["id_test"], lids["id_test"],
+                                        log_p["ood"], lids["ood"])  # fmt: skip
+    return {
+        "lid_only": metrics.auroc(
+            detectors.lid_only(lids["id_test"]), detectors.lid_only(lids["ood"])
+        ),
+        "envelope": float(envelope["reported"]),
+        "rank_and": metrics.auroc(
+            rank_and.score(stats, log_p["id_test"], lids["id_test"]),
+            rank_and.score(stats, log_p["ood"], lids["ood"]),
+        ),
+    }
+
+
 def auroc_part(size: dict, log) -> dict:
     """What matters for OOD: on the same images, the LID-only, dual-threshold
     envelope and rank-AND AUROCs of FMNIST test vs MNIST-5k with exact and with SLQ
@@ -361,11 +404,7 @@ def auroc_part(size: dict, log) -> dict:
     """
     n, v, batch = size["auroc_images"], size["auroc_validation"], size["auroc_batch"]
     probes, steps = size["auroc_slq"]
-    lid_run = HERE.parent / "experiments" / "results" / "glow_fmnist_lid.json"
-    log_tau = json.loads(lid_run.read_text())["log_tau"]
-    model, params, fmnist = _trained(n + v)  # model space
-    mnist = data.to_model_space(data.resize(data.load("mnist_5k", "all")[:n], 32))
-    sets = {"id_test": fmnist[:n], "validation": fmnist[n:], "ood": mnist}
+    log_tau, (model, params, sets) = auroc_log_tau(), auroc_sets(n, v)
 
     @jax.jit
     def exact(x):
@@ -390,27 +429,13 @@ def auroc_part(size: dict, log) -> dict:
             rows["exact"].append(np.asarray(exact(b)))
             seconds["exact"] += time.perf_counter() - tic
             tic = time.perf_counter()
-            rows["slq"].append(np.asarray(slq(b, jax.random.key(1000 + i))))
+            rows["slq"].append(np.asarray(slq(b, auroc_key(i))))
             seconds["slq"] += time.perf_counter() - tic
             rows["log_p"].append(np.asarray(flows.log_prob(model, params, b).total))
         out[name] = {k: np.concatenate(v).astype(np.float64) for k, v in rows.items()}
-    aurocs = {}
-    for method in ("exact", "slq"):
-        lik = {k: out[k]["log_p"] for k in out}
-        lids = {k: out[k][method] for k in out}
-        rank_and = detectors.rank_and_detector()
-        stats = rank_and.fit(lik["validation"], lids["validation"])
-        envelope = detectors.envelope_auroc(lik["id_test"], lids["id_test"],
-                                            lik["ood"], lids["ood"])  # fmt: skip
-        score_in = rank_and.score(stats, lik["id_test"], lids["id_test"])
-        score_out = rank_and.score(stats, lik["ood"], lids["ood"])
-        aurocs[method] = {
-            "lid_only": metrics.auroc(
-                detectors.lid_only(lids["id_test"]), detectors.lid_only(lids["ood"])
-            ),
-            "envelope": float(envelope["reported"]),
-            "rank_and": metrics.auroc(score_in, score_out),
-        }
+    log_p = {k: out[k]["log_p"] for k in out}
+    aurocs = {m: dual_threshold_aurocs(log_p, {k: out[k][m] for k in out})
+              for m in ("exact", "slq")}  # fmt: skip
     total = sum(len(x) for x in sets.values())
     return {
         "images_per_set": n,

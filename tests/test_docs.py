@@ -51,3 +51,11 @@ def test_no_file_points_outside_the_repository():
         and pattern.search((ROOT / name).read_text(errors="ignore"))
     ]
     assert offenders == []
+
+
+def test_the_benchmarks_readme_is_generated_from_its_results():
+    """benchmarks/README.md is what benchmarks/readme.py renders from the committed
+    results: nobody edited it by hand, and no result file is left out."""
+    from benchmarks import readme
+
+    assert (readme.HERE / "README.md").read_text() == readme.render()

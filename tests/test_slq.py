@@ -180,8 +180,8 @@ def test_bad_input_raises_clear_errors():
         lid.lidl_from(quadrature.gram, jnp.zeros(2))
 
 
-@pytest.mark.slow
-def test_flow_slq_matches_the_exact_flow_spectra():
+def _small_flow(seed: int, count: int):
+    """A nonlinear 8×8 Glow (perturbed couplings) and ``count`` images."""
     from jaxood import flows
     from tests.helpers import perturb
 
@@ -190,9 +190,16 @@ def test_flow_slq_matches_the_exact_flow_spectra():
             image_shape=(8, 8, 1), num_scales=2, steps_per_scale=2, hidden=8
         )
     )
-    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1), minval=-0.5, maxval=0.5)
-    params = perturb(model.random_params(jax.random.key(1)), jax.random.key(2), 0.05)
-    params = model.data_init(params, x)
+    key = jax.random.key(seed)
+    x = jax.random.uniform(key, (count, 8, 8, 1), minval=-0.5, maxval=0.5)
+    keys = jax.random.split(key, 2)
+    params = perturb(model.random_params(keys[0]), keys[1], 0.05)
+    return model, model.data_init(params, x), x
+
+
+@pytest.mark.slow
+def test_flow_slq_matches_the_exact_flow_spectra():
+    model, params, x = _small_flow(0, 2)
     spectrum, z0 = lid.flow_spectra(model, params, x, vectors=True)
     quadrature, z_slq = lid.flow_slq(
         model, params, x, jax.random.key(3), num_probes=16, num_steps=32
@@ -204,3 +211,39 @@ def test_flow_slq_matches_the_exact_flow_spectra():
     smooth = jax.vmap(lid.lidl, in_axes=(0, 0, None))(spectrum, z0, DELTAS)
     lidl = jax.vmap(lid.lidl_from, in_axes=(0, None))(quadrature, DELTAS)
     assert bool(jnp.all(jnp.abs(lidl.value - smooth) <= lidl.error + 1e-3))
+
+
+@pytest.mark.slow
+def test_slq_of_a_flow_is_slq_of_its_spectrum_in_its_eigenbasis():
+    """The identity benchmarks/slq_limits.py rests on: Lanczos on JᵀJ = V Σ² Vᵀ from
+    v is Lanczos on Σ² from Vᵀv, so a linear stand-in decoder built from the exact
+    SVD gives the flow's own SLQ estimate with the same keys."""
+    from benchmarks.slq_limits import standin_slq
+
+    model, params, x = _small_flow(4, 3)
+    spectrum, z0 = lid.flow_spectra(model, params, x, vectors=True)
+    key = jax.random.key(7)
+    flow, _ = lid.flow_slq(model, params, x, key, num_probes=3, num_steps=12)
+    standin = standin_slq(
+        spectrum.singular_values, spectrum.right_vectors, z0,
+        jax.random.split(key, len(x)), num_probes=3, num_steps=12,
+    )  # fmt: skip
+    for q in (flow, standin):
+        assert q.gram.nodes.shape == (3, 4, 12)
+    counts = [
+        jax.vmap(lid.threshold_lid_from, in_axes=(0, None))(q, LOG_TAUS).value
+        for q in (flow, standin)
+    ]
+    np.testing.assert_allclose(counts[0], counts[1], atol=0.05)
+    smooth = [
+        jax.vmap(lid.lidl_from, in_axes=(0, None))(q, DELTAS).value
+        for q in (flow, standin)
+    ]
+    np.testing.assert_allclose(smooth[0], smooth[1], rtol=1e-3, atol=1e-3)
+    # A stand-in with other eigenvectors (same spectrum) is another estimate.
+    other = standin_slq(
+        spectrum.singular_values, spectrum.right_vectors[:, ::-1], z0,
+        jax.random.split(key, len(x)), num_probes=3, num_steps=12,
+    )  # fmt: skip
+    moved = jax.vmap(lid.threshold_lid_from, in_axes=(0, None))(other, LOG_TAUS)
+    assert float(jnp.max(jnp.abs(moved.value - counts[0]))) > 0.5
