@@ -64,7 +64,7 @@ LPCA = dict(n_neighbors=1000, alpha=1e-3)  # as experiments/lid_pipeline.py
 FULL = dict(
     arch=(8, 64),  # K steps per scale, hidden channels
     layer6_images=3,
-    slq_images={1024: 16, 3072: 8},
+    slq_images={1024: 16, 3072: 16},
     slq_batch={1024: 8, 3072: 4},
     slq_settings={1024: [(4, 40), (8, 80), (4, 120)], 3072: [(4, 40), (8, 80)]},
     lpca_reference=10_000,

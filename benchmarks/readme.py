@@ -494,7 +494,7 @@ Work: JVPs + VJPs per image of two-sided `lid.flow_slq`, 2 sides × (P + 1) runs
 m steps × 2; the exact path does D JVPs and one SVD. Errors of the mean LID as in
 the SLQ table above (ℓ = log τ: threshold LID, δ: LIDL); ✓: every error of the mean
 within {r["bar"]:.0%}. Machine: {r["machine"]}, jax {r["jax"]};
-{r["total_seconds"] / 60:.0f} min.
+{sum(r["seconds"].values()) / 60:.0f} min.
 {notes}
 {tables}
 
