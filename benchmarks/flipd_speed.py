@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks import readme
-from benchmarks.lid_speed import _compile, _time, _trained
+from benchmarks.lid_speed import _compile, _time, trained_glow
 from experiments import configured, diffusion_pipeline
 from experiments.configs import diffusion_fmnist
 from jaxood import checkpoint, data, diffusion, lid
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
         return diffusion.normal_bundle_lid(score_fn, x, key, sde=sde, t0=T0)
 
     nb = _per_image(bundle, [(y[i],) for i in range(size["bundle"])], 1)
-    glow, glow_params, glow_x = _trained(size["glow"])
+    glow, glow_params, glow_x = trained_glow(size["glow"])
     spectra = _per_image(
         lambda x: lid.flow_spectra(glow, glow_params, x, chunk_size=128)[0],
         [(glow_x[i : i + 1],) for i in range(size["glow"])],

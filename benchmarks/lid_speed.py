@@ -210,13 +210,13 @@ def _subprocess_json(command: list[str]) -> dict:
 # ------------------------------------------------------------------ part 2, 3
 
 
-def _setup(image_shape, num_scales, arch, count):
+def random_glow(image_shape, num_scales, arch, count):
     x = _images(image_shape, 256 + count, jax.random.key(2))
     model, params = _flow(image_shape, num_scales, arch, x[:256], jax.random.key(3))
     return model, params, x[256:]
 
 
-def _trained(count: int):
+def trained_glow(count: int):
     """The shipped Fashion-MNIST Glow of ``make run`` and dequantized test images."""
     model = flows.Glow(
         flows.GlowConfig(image_shape=(32, 32, 1), steps_per_scale=8, hidden=64)
@@ -263,7 +263,7 @@ def _typical(exact: np.ndarray, grid: np.ndarray, fraction: float) -> int:
     return int(np.argmin(np.abs(exact.mean(0) - fraction * exact.max())))
 
 
-def _accuracy(estimate, error, exact, grid, num_dims: int) -> dict:
+def sweep_accuracy(estimate, error, exact, grid, num_dims: int) -> dict:
     """Errors of an SLQ sweep (images × grid) against the exact one."""
     k = _typical(exact, grid, TYPICAL_FRACTION)
     mean_exact, mean_est = exact.mean(0), estimate.mean(0)
@@ -318,9 +318,9 @@ def slq_vs_exact(model, params, x, settings, batch: int) -> dict:
             "seconds_per_image": seconds,
             "compile_seconds": compile_s[name],
             "speedup": exact_s / seconds,
-            "threshold": _accuracy(cat(0, 0), cat(0, 1), exact_counts, LOG_TAUS,
+            "threshold": sweep_accuracy(cat(0, 0), cat(0, 1), exact_counts, LOG_TAUS,
                                    num_dims),
-            "lidl": _accuracy(cat(1, 0), cat(1, 1), exact_lidl, DELTAS, num_dims),
+            "lidl": sweep_accuracy(cat(1, 0), cat(1, 1), exact_lidl, DELTAS, num_dims),
         })  # fmt: skip
     return {
         "num_dims": num_dims,
@@ -340,13 +340,15 @@ def slq_part(size: dict, log) -> dict:
     """Part 2 on the trained D = 1024 Glow and a random-init D = 3072 one."""
     out = {}
     log("slq_1024", "2/3 SLQ vs exact, trained Glow, D = 1024")
-    model, params, x = _trained(size["slq_images"][1024])
+    model, params, x = trained_glow(size["slq_images"][1024])
     out["1024"] = slq_vs_exact(
         model, params, x, size["slq_settings"][1024], size["slq_batch"][1024]
     )
     out["1024"]["flow"] = "shipped Fashion-MNIST Glow (trained), test images"
     log("slq_3072", "2/3 SLQ vs exact, random-init Glow, D = 3072")
-    model, params, x = _setup((32, 32, 3), 3, size["arch"], size["slq_images"][3072])
+    model, params, x = random_glow(
+        (32, 32, 3), 3, size["arch"], size["slq_images"][3072]
+    )
     out["3072"] = slq_vs_exact(
         model, params, x, size["slq_settings"][3072], size["slq_batch"][3072]
     )
@@ -364,7 +366,7 @@ def auroc_sets(n: int, v: int):
     """The shipped Glow and the model-space sets of the AUROC part: the first ``n``
     Fashion-MNIST test images, the next ``v`` (validation) and the first ``n`` of
     MNIST-5k."""
-    model, params, fmnist = _trained(n + v)
+    model, params, fmnist = trained_glow(n + v)
     mnist = data.to_model_space(data.resize(data.load("mnist_5k", "all")[:n], 32))
     sets = {"id_test": fmnist[:n], "validation": fmnist[n:], "ood": mnist}
     return model, params, sets

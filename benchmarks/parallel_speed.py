@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import readme
-from benchmarks.lid_speed import _compile, _time, _trained
+from benchmarks.lid_speed import _compile, _time, trained_glow
 from jaxood import data, flows, lid, parallel, train
 
 FULL = dict(log_prob_batch=256, train_batch=64, lid_images=2, repeats=7, bf16=1000)
@@ -42,7 +42,7 @@ QUICK = dict(log_prob_batch=8, train_batch=8, lid_images=2, repeats=2, bf16=16)
 
 def _paths(size: dict) -> dict:
     """``{path: {single, mesh}}`` medians on this process's devices."""
-    model, params, x = _trained(size["log_prob_batch"])
+    model, params, x = trained_glow(size["log_prob_batch"])
     mesh = parallel.data_mesh()
     on_mesh = parallel.replicate(mesh, params)
     log_p = jax.jit(lambda p, v: model.forward(p, v).total)
@@ -89,7 +89,7 @@ def _paths(size: dict) -> dict:
 
 def _bfloat16(size: dict) -> dict:
     """Bits/dim of float32 and bfloat16 coupling nets on the same params."""
-    model, params, x = _trained(size["bf16"])
+    model, params, x = trained_glow(size["bf16"])
     narrow = flows.Glow(dataclasses.replace(model.config, compute_dtype="bfloat16"))
     dims = model.config.num_dims
 

@@ -406,8 +406,8 @@ def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> 
         )
     else:
         lines.append(
-            f"No setting up to {rows[-1]['work']:,} JVPs + VJPs "
-            f"({rows[-1]['work'] / d:.2f} × D) meets every {bar:.0%} bar."
+            f"None of these settings, up to {rows[-1]['work']:,} JVPs + VJPs "
+            f"({rows[-1]['work'] / d:.2f} × D), meets every {bar:.0%} bar."
         )
     return "\n".join(lines)
 

@@ -60,6 +60,8 @@ FULL = dict(
     probes=(1, 2, 4, 8, 16),
     steps=(8, 16, 32, 64, 128, 256),
     max_work={1024: 4096, 3072: 1280},
+    # and the settings lid_speed times on the flow itself, whatever their work
+    timed={1024: ((4, 40), (8, 80), (4, 120)), 3072: ((4, 40), (8, 80))},
     batch={1024: 4, 3072: 2},
     auroc_images=500,
     auroc_validation=128,
@@ -72,6 +74,7 @@ QUICK = dict(
     probes=(1, 2),
     steps=(8, 16),
     max_work={1024: 4096, 3072: 1280},
+    timed={1024: ((2, 4),), 3072: ()},
     batch={1024: 2, 3072: 1},
     auroc_images=8,
     auroc_validation=8,
@@ -141,12 +144,15 @@ def _exact(model, params, x):
 
 
 def settings(size: dict, num_dims: int) -> list[tuple[int, int]]:
-    return [
+    """The (probes, steps) pairs of ``size``'s ladder that fit D and its largest
+    work, and the settings ``lid_speed`` times."""
+    ladder = [
         (p, m)
         for p in size["probes"]
         for m in size["steps"]
         if m <= num_dims and work(p, m) <= size["max_work"][num_dims]
     ]
+    return ladder + [s for s in size["timed"][num_dims] if s not in ladder]
 
 
 def _keys(batch_key, count: int):
@@ -186,10 +192,10 @@ def mean_error_part(model, params, x, size: dict, batch: int, log) -> dict:
             "num_probes": p,
             "num_steps": m,
             "work": work(p, m),
-            "threshold": lid_speed._accuracy(est, err, counts, lid_speed.LOG_TAUS,
+            "threshold": lid_speed.sweep_accuracy(est, err, counts, lid_speed.LOG_TAUS,
                                              num_dims),
             # LIDL's error indicator is not studied here: zeros stand in for it.
-            "lidl": lid_speed._accuracy(est_lidl, np.zeros_like(est_lidl), smooth,
+            "lidl": lid_speed.sweep_accuracy(est_lidl, np.zeros_like(est_lidl), smooth,
                                         lid_speed.DELTAS, num_dims),
         })  # fmt: skip
     out = {"num_dims": num_dims, "images": len(x), "rows": rows}
@@ -214,6 +220,7 @@ def auroc_part(size: dict, log) -> dict:
     log_tau = lid_speed.auroc_log_tau()
     model, params, sets = lid_speed.auroc_sets(n, v)
     names = ["exact", *(f"{p}x{m}" for p, m in size["auroc_settings"])]
+    num_dims = model.config.num_dims  # the exact path's JVPs per image
     at_tau = jnp.asarray([log_tau])
     log_p, lids = {}, {k: {} for k in names}
     for name, images in sets.items():
@@ -245,7 +252,7 @@ def auroc_part(size: dict, log) -> dict:
         "rows": [
             {
                 "method": k,
-                "work": 1024 if k == "exact" else work(*map(int, k.split("x"))),
+                "work": num_dims if k == "exact" else work(*map(int, k.split("x"))),
                 "auroc": aurocs[k],
                 "largest_difference": max(
                     abs(aurocs[k][d] - aurocs["exact"][d]) for d in aurocs[k]
@@ -266,10 +273,10 @@ def measure(part: str, size: dict, log) -> dict:
     if part == "auroc":
         return auroc_part(size, log)
     if part == "1024":
-        model, params, x = lid_speed._trained(size["mean_images"][1024])
+        model, params, x = lid_speed.trained_glow(size["mean_images"][1024])
         flow = "shipped Fashion-MNIST Glow (trained), test images"
     else:
-        model, params, x = lid_speed._setup(
+        model, params, x = lid_speed.random_glow(
             (32, 32, 3), 3, size["arch"], size["mean_images"][3072]
         )
         flow = "random-init Glow (perturbed couplings), RGB of FMNIST"
