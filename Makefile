@@ -33,8 +33,8 @@ run: data
 # Two pytest workers (pytest-xdist, --dist loadfile in pyproject.toml: one test file
 # each at a time); TEST_WORKERS=0 runs it in one process. The suite is mostly
 # single-threaded XLA compilation, so two workers on two cores beat one (755-797 s
-# against 1,147 s). From a fresh clone on 2026-12-04: 575 s in all (pytest 507 s,
-# 592 tests, empty compilation cache; 947 s on 2026-12-02, before the XLA flags of
+# against 1,147 s). From a fresh clone on 2026-12-04: 582 s in all (pytest 515 s,
+# 596 tests, empty compilation cache; 947 s on 2026-12-02, before the XLA flags of
 # tests/conftest.py and the stable check codes of jaxood/checks.py). Dealing tests
 # out singly (--dist loadgroup, module-fixture tests kept together) was slower:
 # unfinished after 1,180 s (about 95 % of the tests), likely because tests of one

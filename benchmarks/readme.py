@@ -228,6 +228,7 @@ def flipd_section(r: dict) -> str:
     )
     speed, rho = r["speedup_hutchinson_vs_bundle"], r["spearman_hutchinson_vs_exact"]
     bundle = r["spearman_bundle_vs_exact"]
+    rho_text = "n/a (under 3 images)" if rho is None else f"{rho:.3f}"
     return f"""## FLIPD speed (`benchmarks/flipd_speed.py`)
 
 Machine: {r["machine"]}; jax {r["jax"]}; {r["model"]}, D = 784, t0 = {r["t0"]};
@@ -241,8 +242,9 @@ Total run time {r["total_seconds"] / 60:.1f} min.
 
 **Normal bundle / 8-probe FLIPD: {speed:.0f}×** (goal ≥ {goal["speedup"]:.0f}×:
 {_verdict(speed >= goal["speedup"])}). **Spearman ρ of 8-probe to exact-trace FLIPD
-over {r["images"]} images: {rho:.3f}** (goal ≥ {goal["spearman"]}:
-{_verdict(rho >= goal["spearman"])}); mean FLIPD {r["mean_flipd_exact"]:.1f} (exact)
+over {r["images"]} images: {rho_text}** (goal ≥ {goal["spearman"]}:
+{_verdict(rho is not None and rho >= goal["spearman"])}); mean FLIPD {
+        r["mean_flipd_exact"]:.1f} (exact)
 and {r["mean_flipd_hutchinson_8"]:.1f} (8 probes), mean |difference|
 {r["mean_abs_difference"]:.1f}. Normal-bundle LID of the first images:
 {r["normal_bundle_lid"]}{
