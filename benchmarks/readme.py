@@ -39,6 +39,12 @@ of a plain {m["n"]}×{m["n"]} float32 matmul measured in the same run
 """
 
 
+def slq_work(num_probes: int, num_steps: int) -> int:
+    """JVPs plus VJPs per image of two-sided ``lid.flow_slq``: 2 sides × (P + 1)
+    runs × m steps × 2."""
+    return 2 * (num_probes + 1) * num_steps * 2
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "**not met**"
 
@@ -79,9 +85,9 @@ def _slq_table(r: dict) -> str:
     best = max(r["slq"], key=lambda m: m["speedup"])
     d = r["num_dims"]
     passes = {
-        f"{m['num_probes']} × {m['num_steps']}": 4
-        * (m["num_probes"] + 1)
-        * m["num_steps"]
+        f"{m['num_probes']} × {m['num_steps']}": slq_work(
+            m["num_probes"], m["num_steps"]
+        )
         for m in r["slq"]
     }
     lines += [
@@ -229,6 +235,7 @@ def flipd_section(r: dict) -> str:
     speed, rho = r["speedup_hutchinson_vs_bundle"], r["spearman_hutchinson_vs_exact"]
     bundle = r["spearman_bundle_vs_exact"]
     rho_text = "n/a (under 3 images)" if rho is None else f"{rho:.3f}"
+    rho_met = rho is not None and rho >= goal["spearman"]
     return f"""## FLIPD speed (`benchmarks/flipd_speed.py`)
 
 Machine: {r["machine"]}; jax {r["jax"]}; {r["model"]}, D = 784, t0 = {r["t0"]};
@@ -243,8 +250,7 @@ Total run time {r["total_seconds"] / 60:.1f} min.
 **Normal bundle / 8-probe FLIPD: {speed:.0f}×** (goal ≥ {goal["speedup"]:.0f}×:
 {_verdict(speed >= goal["speedup"])}). **Spearman ρ of 8-probe to exact-trace FLIPD
 over {r["images"]} images: {rho_text}** (goal ≥ {goal["spearman"]}:
-{_verdict(rho is not None and rho >= goal["spearman"])}); mean FLIPD {
-        r["mean_flipd_exact"]:.1f} (exact)
+{_verdict(rho_met)}); mean FLIPD {r["mean_flipd_exact"]:.1f} (exact)
 and {r["mean_flipd_hutchinson_8"]:.1f} (8 probes), mean |difference|
 {r["mean_abs_difference"]:.1f}. Normal-bundle LID of the first images:
 {r["normal_bundle_lid"]}{
@@ -422,9 +428,7 @@ def _step_cost(lid: dict | None) -> float | None:
     r = lid["slq"]["1024"]
     exact = r["exact"]["seconds_per_image"] / r["num_dims"]
     ratios = sorted(
-        m["seconds_per_image"]
-        / (2 * (m["num_probes"] + 1) * m["num_steps"] * 2)
-        / exact
+        m["seconds_per_image"] / slq_work(m["num_probes"], m["num_steps"]) / exact
         for m in r["slq"]
     )
     return ratios[len(ratios) // 2]

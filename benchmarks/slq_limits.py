@@ -84,12 +84,8 @@ QUICK = dict(
 )
 BAR = 0.02  # the error of the mean that lid_speed's goals allow
 AUROC_BAR = 0.01
+work = readme.slq_work  # JVPs + VJPs per image of a (probes, steps) setting
 BATCH = 8  # images per lid.flow_slq call of lid_speed's AUROC part (its key layout)
-
-
-def work(num_probes: int, num_steps: int) -> int:
-    """JVPs plus VJPs of two-sided ``lid.flow_slq``: 2 sides × (P + 1) runs × m × 2."""
-    return 2 * (num_probes + 1) * num_steps * 2
 
 
 @functools.partial(jax.jit, static_argnames=("num_probes", "num_steps"))
