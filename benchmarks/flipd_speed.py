@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks import readme
-from benchmarks.lid_speed import _compile, _time, trained_glow
+from benchmarks.lid_speed import compile_ahead, time_interleaved, trained_glow
 from experiments import configured, diffusion_pipeline
 from experiments.configs import diffusion_fmnist
 from jaxood import checkpoint, data, diffusion, lid
@@ -48,8 +48,8 @@ def _model(quick: bool):
 
 
 def _per_image(fn, args_list, batch: int) -> tuple[float, float, list]:
-    compiled, seconds = _compile(fn, args_list[0])
-    median, outputs = _time({"fn": (compiled, args_list)})
+    compiled, seconds = compile_ahead(fn, args_list[0])
+    median, outputs = time_interleaved({"fn": (compiled, args_list)})
     return median["fn"] / batch, seconds, outputs["fn"]
 
 

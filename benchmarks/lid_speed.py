@@ -92,14 +92,14 @@ QUICK = dict(
 # ------------------------------------------------------------------ helpers
 
 
-def _compile(fn, args: tuple):
+def compile_ahead(fn, args: tuple):
     """Ahead-of-time compilation: (executable, seconds). Nothing is run."""
     tic = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     return compiled, time.perf_counter() - tic
 
 
-def _time(runs: dict) -> tuple[dict, dict]:
+def time_interleaved(runs: dict) -> tuple[dict, dict]:
     """Times ``{name: (executable, [args, ...])}``, one call per args tuple,
     interleaved across names so that load from other processes hits all alike.
 
@@ -174,8 +174,8 @@ def exact_vs_layer6(python: str, arch, images: int, threads: int) -> dict:
         decode = lid.flow_decoder(model, p)
         return lid.jacobian_spectrum(decode, v).singular_values
 
-    compiled, compile_s = _compile(spectrum, (params, z[0]))
-    seconds, out = _time({"jaxood": (compiled, [(params, v) for v in z])})
+    compiled, compile_s = compile_ahead(spectrum, (params, z[0]))
+    seconds, out = time_interleaved({"jaxood": (compiled, [(params, v) for v in z])})
     s = np.asarray(out["jaxood"][0])
     command = [
         python, str(HERE / "normflows_lid.py"), "--num-scales", "3",
@@ -292,14 +292,16 @@ def slq_vs_exact(model, params, x, settings, batch: int) -> dict:
     keys = [jax.random.key(100 + i) for i in range(len(batches))]
     runs, compile_s = {}, {}
     args = [(params, b) for b in batches]
-    runs["exact"] = (_compile(_exact_sweep(model), args[0]), args)
+    runs["exact"] = (compile_ahead(_exact_sweep(model), args[0]), args)
     for probes, steps in settings:
         name = f"{probes}x{steps}"
         fn = _slq_sweep(model, probes, steps, batch)
         args = [(params, b, k) for b, k in zip(batches, keys, strict=True)]
-        runs[name] = (_compile(fn, args[0]), args)
+        runs[name] = (compile_ahead(fn, args[0]), args)
     compile_s = {name: run[0][1] for name, run in runs.items()}
-    times, outputs = _time({name: (run[0][0], run[1]) for name, run in runs.items()})
+    times, outputs = time_interleaved(
+        {name: (run[0][0], run[1]) for name, run in runs.items()}
+    )
     exact_counts = np.concatenate([np.asarray(o[0]) for o in outputs["exact"]])
     exact_lidl = np.concatenate([np.asarray(o[1]) for o in outputs["exact"]])
     exact_s = times["exact"] / batch
@@ -475,8 +477,8 @@ def lpca_vs_skdim(python: str, reference: int, queries: int, threads: int) -> di
         )
 
     args = (points[:queries], points)
-    compiled, compile_s = _compile(fn, args)
-    seconds, out = _time({"jaxood": (compiled, [args] * 2)})
+    compiled, compile_s = compile_ahead(fn, args)
+    seconds, out = time_interleaved({"jaxood": (compiled, [args] * 2)})
     ours = np.asarray(out["jaxood"][0])
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "points.npy", points)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import readme
-from benchmarks.lid_speed import _compile, _time, trained_glow
+from benchmarks.lid_speed import compile_ahead, time_interleaved, trained_glow
 from jaxood import data, flows, lid, parallel, train
 
 FULL = dict(log_prob_batch=256, train_batch=64, lid_images=2, repeats=7, bf16=1000)
@@ -50,8 +50,10 @@ def _paths(size: dict) -> dict:
         "single": (log_p, [(params, x)] * size["repeats"]),
         "mesh": (log_p, [(on_mesh, parallel.shard_batch(mesh, x))] * size["repeats"]),
     }
-    compiled = {k: _compile(fn, args[0])[0] for k, (fn, args) in runs.items()}
-    median, _ = _time({k: (compiled[k], args) for k, (_, args) in runs.items()})
+    compiled = {k: compile_ahead(fn, args[0])[0] for k, (fn, args) in runs.items()}
+    median, _ = time_interleaved(
+        {k: (compiled[k], args) for k, (_, args) in runs.items()}
+    )
     out = {"log_prob_images_per_second": {
         k: size["log_prob_batch"] / v for k, v in median.items()}}  # fmt: skip
 
@@ -80,8 +82,10 @@ def _paths(size: dict) -> dict:
         "single": (spectra, [(params, x[:n])] * 2),
         "mesh": (spectra, [(on_mesh, parallel.shard_batch(mesh, x[:n]))] * 2),
     }
-    compiled = {k: _compile(fn, args[0])[0] for k, (fn, args) in lid_runs.items()}
-    median, _ = _time({k: (compiled[k], args) for k, (_, args) in lid_runs.items()})
+    compiled = {k: compile_ahead(fn, args[0])[0] for k, (fn, args) in lid_runs.items()}
+    median, _ = time_interleaved(
+        {k: (compiled[k], args) for k, (_, args) in lid_runs.items()}
+    )
     out["exact_lid_seconds_per_image"] = {k: v / n for k, v in median.items()}
     out["devices"] = parallel.describe(mesh)
     return out
