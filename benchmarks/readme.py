@@ -434,9 +434,14 @@ def _step_cost(lid: dict | None) -> float | None:
     return ratios[len(ratios) // 2]
 
 
+def _setting(name: str) -> str:
+    """``"PxM"`` as "P × M"."""
+    return name.replace("x", " × ")
+
+
 def _method(name: str) -> str:
     """``"exact"`` or ``"PxM"`` as a table label."""
-    return name if name == "exact" else "SLQ " + name.replace("x", " × ")
+    return name if name == "exact" else "SLQ " + _setting(name)
 
 
 def slq_limits_section(r: dict, lid: dict | None = None) -> str:
@@ -467,7 +472,7 @@ def slq_limits_section(r: dict, lid: dict | None = None) -> str:
             f"{m['slq']['num_probes']}x{m['slq']['num_steps']}",
         )
         measured = (
-            f" The flow's own SLQ at {_method(name)[4:]} gave {slq['lid_only']:.3f}, "
+            f" The flow's own SLQ at {_setting(name)} gave {slq['lid_only']:.3f}, "
             f"{slq['envelope']:.3f} and {slq['rank_and']:.3f} on these images "
             "(`lid_speed`, above)"
         )
