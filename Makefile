@@ -26,9 +26,11 @@ MAIN := $(PY) -m experiments.main --config experiments/configs
 RUN_FLAGS := --config experiments/configs/glow_fmnist.py --workdir runs/glow_fmnist
 
 # Restores the shipped checkpoints (general, id, id_outlier and Ren's background
-# model); scores WAIC only if its ensemble was trained before (make reproduce).
+# model); scores WAIC only if its ensemble was trained before (make reproduce). Then
+# the ratios with the new general set (shipped general_images chains) beside them.
 run: data
 	$(PY) -m experiments.main $(RUN_FLAGS) --config.train_baseline_models=False
+	$(PY) -m experiments.general_sets --workdir runs/general_sets --old runs/glow_fmnist
 
 # Two pytest workers (pytest-xdist, --dist loadfile in pyproject.toml: one test file
 # each at a time); TEST_WORKERS=0 runs it in one process. The suite is mostly

@@ -55,11 +55,24 @@ def load_sets(config) -> dict[str, np.ndarray]:
     train_idx, val_idx = split_indices(config, labels)
     general_val = data.load(dc.general_dataset, dc.general_test_split)
     sets = {"id_train": images[train_idx], "id_val": images[val_idx],
-            "id_test": subset(data.load(dc.id_dataset, "test"), dc.max_eval, seed),
             "general_train": data.load(dc.general_dataset, "train"),
-            "general_val": subset(general_val, dc.general_val_size, seed),
-            **configured.load_sets(dc.ood, dc.max_eval, seed)}  # fmt: skip
-    size = dc.image_size
+            "general_val": subset(general_val, dc.general_val_size, seed)}  # fmt: skip
+    return _at_model_size(config, sets) | evaluation_sets(config)
+
+
+def evaluation_sets(config, oods=None) -> dict[str, np.ndarray]:
+    """uint8 images at the model size: ``id_test`` and ``ood/<name>`` for each entry
+    of ``config.data.ood`` (or of those named in ``oods``); no general set needed."""
+    dc = config.data
+    entries = [e for e in dc.ood if oods is None or e.split(":")[0] in oods]
+    test = data.load(dc.id_dataset, "test")
+    sets = {"id_test": configured.subset(test, dc.max_eval, config.seed),
+            **configured.load_sets(entries, dc.max_eval, config.seed)}  # fmt: skip
+    return _at_model_size(config, sets)
+
+
+def _at_model_size(config, sets: dict) -> dict:
+    size = config.data.image_size
     return {
         k: v if v.shape[1] == size else data.resize(v, size) for k, v in sets.items()
     }
@@ -77,14 +90,23 @@ def fingerprint(config, stage: str) -> dict:
         out["id_from_scratch"] = True
     if stage == "general":
         out["general_steps"] = config.stages.general_steps
-    elif stage in STAGES:  # snapshots along the way do not change the params
-        out["stages"] = config.stages.to_dict()
-        del out["stages"]["snapshots"]
+    elif stage in STAGES:  # the general model it starts from and its own settings
+        out["stages"] = {k: v for k, v in config.stages.to_dict().items()
+                         if k not in _NOT_IN_FINGERPRINT[stage]}  # fmt: skip
     elif stage == "background":
         out["background"] = config.background.to_dict()
     else:  # an ensemble member: the ensemble size does not change its params
         out["ensemble_steps"] = config.ensemble.steps
     return io.as_json(out)
+
+
+# Stage settings that do not change a fine-tuned stage's params: snapshots along the
+# way, and the other fine-tuned stage's settings (both start from the general model).
+_SNAPSHOTS = ("snapshots", "outlier_snapshots")
+_NOT_IN_FINGERPRINT = {
+    "id": (*_SNAPSHOTS, "outlier_steps", "outlier_weight", "outlier_temperature"),
+    "id_outlier": (*_SNAPSHOTS, "id_steps"),
+}
 
 
 def _stage_index(stage: str) -> int:
@@ -127,7 +149,8 @@ def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:
                                  weight_decay=decay)  # fmt: skip
         key = jax.random.fold_in(jax.random.key(seed), _stage_index(name))
         val_images = sets["general_val" if name == "general" else "id_val"]
-        snapshots = config.stages.snapshots if name in ("general", "id") else ()
+        snapshots = {"general": sc.snapshots, "id": sc.snapshots,
+                     "id_outlier": sc.outlier_snapshots}.get(name, ())  # fmt: skip
         return io.restore_or_fit(
             workdir / name, fingerprint(config, name), template, init_fn, loss_fn,
             optimizer, batch_fn, steps, key,
@@ -178,6 +201,30 @@ def train_all(config, workdir: Path, sets, id_only: bool = False) -> dict:
     return params
 
 
+def chain_scores(log_probs: dict, name: str) -> dict[str, np.ndarray]:
+    """Anomaly scores of the detectors of Schirrmeister et al.'s chain on set
+    ``name``: ``likelihood``, ``final_scale``, ``llr`` and ``llr_outlier``.
+
+    Args:
+        log_probs: ``{stage: {set: flows.log_prob_images output}}`` of the
+            general, ID and outlier-loss models.
+    """
+    lp = {stage: log_probs[stage][name]["total"] for stage in STAGES}
+    return {
+        "likelihood": detectors.negative_log_likelihood(lp["id"]),
+        "final_scale": detectors.final_scale(log_probs["id"][name]["per_scale"]),
+        "llr": detectors.likelihood_ratio(lp["id"], lp["general"]),
+        "llr_outlier": detectors.likelihood_ratio(lp["id_outlier"], lp["general"]),
+    }
+
+
+def auroc_summary(config, scores_in, scores_out) -> dict:
+    """The published metrics of one detector on one pair, with 95 % bootstrap
+    intervals; a non-finite score counts as the most anomalous."""
+    return metrics.summary(scores_in, scores_out, nonfinite="most_anomalous",
+                           ci_resamples=200, seed=config.seed)  # fmt: skip
+
+
 def _score_key(config, workdir: Path, stages) -> dict:
     """What the scores depend on: data, model, scoring and each stage's summary."""
     return io.as_json(
@@ -211,26 +258,36 @@ def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
     return dict(zip(eval_sets, scores, strict=True))
 
 
+# Each stage whose length of training is swept: the other model of its ratio (kept
+# final) and the detector that ratio is.
+_SWEPT = {"general": ("id", "llr"), "id": ("general", "llr"),
+          "id_outlier": ("general", "llr_outlier")}  # fmt: skip
+
+
 def training_length(config, workdir: Path, model, sets, final) -> dict:
-    """The likelihood ratio with the general (or ID) model taken at each of its
-    snapshots and the other model final: validation bits/dim of the snapshot and
-    the AUROC per OOD set of ``llr``, of the ratio of each scale's log p alone
-    (``llr_per_scale``: where along the multi-scale flow the ratio separates) and,
-    for ID snapshots, of ``likelihood``.
+    """A likelihood ratio with one of its two models taken at each of that model's
+    snapshots and the other final: ``llr`` along the general and the ID model's
+    training, ``llr_outlier`` along the outlier-loss model's (if it kept snapshots).
+    Per row: validation bits/dim of the snapshot, the AUROC per OOD set of the
+    ratio, of the ratio of each scale's log p alone (``<ratio>_per_scale``: where
+    along the multi-scale flow it separates) and, for ID snapshots, of
+    ``likelihood``.
 
     Args:
-        final: ``{"general"|"id": {set: log_prob_images output}}`` of the final
-            models on the evaluation sets.
+        final: ``{stage: {set: log_prob_images output}}`` of the final general, ID
+            and outlier-loss models on the evaluation sets.
 
     Returns:
-        ``{stage: {step: {"val_bpd", "llr": {ood: auroc}, "llr_per_scale":
+        ``{stage: {step: {"val_bpd", ratio: {ood: auroc}, f"{ratio}_per_scale":
         [{ood: auroc} per scale][, "likelihood"]}}}``, steps as strings, the last
         being the final model's.
     """
     eval_sets = list(final["id"])
     template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
+    swept = [s for s in _SWEPT if s != "id_outlier" or io.snapshots(workdir / s)]
     out = {}
-    for stage, other in (("general", "id"), ("id", "general")):
+    for stage in swept:
+        other, name = _SWEPT[stage]
         validation = sets["general_val" if stage == "general" else "id_val"]
         evaluate = _validation(model, validation[: config.train.eval_images])
         rows = {}
@@ -246,17 +303,18 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
                 lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)
                       for n in eval_sets}  # fmt: skip
                 val_bpd = evaluate(p)["val_bpd"]
-            both = {stage: lp, other: final[other]}
+            fitted, general = (lp, final[other]) if other == "general" else (
+                final[other], lp)  # fmt: skip
 
-            def ratio(part, both=both):  # llr of the totals or of one scale's log p
-                return {n: detectors.likelihood_ratio(part(both["id"][n]),
-                                                      part(both["general"][n]))
+            def ratio(part, fitted=fitted, general=general):  # of totals or a scale
+                return {n: detectors.likelihood_ratio(part(fitted[n]), part(general[n]))
                         for n in eval_sets}  # fmt: skip
 
             scales = range(lp["id_test"]["per_scale"].shape[1])
-            row = {"val_bpd": val_bpd, "llr": _aurocs(ratio(lambda v: v["total"])),
-                   "llr_per_scale": [_aurocs(ratio(lambda v, s=s: v["per_scale"][:, s]))
-                                     for s in scales]}  # fmt: skip
+            row = {"val_bpd": val_bpd, name: _aurocs(ratio(lambda v: v["total"])),
+                   f"{name}_per_scale": [
+                       _aurocs(ratio(lambda v, s=s: v["per_scale"][:, s]))
+                       for s in scales]}  # fmt: skip
             if stage == "id":
                 row["likelihood"] = _aurocs({n: -v["total"] for n, v in lp.items()})
             rows[str(step)] = row
@@ -303,17 +361,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         )  # fmt: skip
 
     dose = density_of_states_scores(config, model, params, sets, log_probs, eval_sets)
-    scores = {}
-    for name in eval_sets:
-        lp = {stage: log_probs[stage][name]["total"] for stage in params}
-        scores[name] = {
-            "likelihood": detectors.negative_log_likelihood(lp["id"]),
-            "final_scale": detectors.final_scale(log_probs["id"][name]["per_scale"]),
-            "llr": detectors.likelihood_ratio(lp["id"], lp["general"]),
-            "llr_outlier": detectors.likelihood_ratio(lp["id_outlier"], lp["general"]),
-            "dose": dose[name],
-            **baselines(name),
-        }
+    scores = {n: chain_scores(log_probs, n) | {"dose": dose[n]} | baselines(n)
+              for n in eval_sets}  # fmt: skip
     arrays = {
         f"{n}/{d}": np.asarray(v) for n, s in scores.items() for d, v in s.items()
     }
@@ -324,9 +373,8 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     io.save_arrays(workdir / "scores.npz", arrays)
     scored = list(scores["id_test"])
     oods = [n.removeprefix("ood/") for n in eval_sets[1:]]
-    summary = lambda d, o: metrics.summary(  # noqa: E731
-        arrays[f"id_test/{d}"], arrays[f"ood/{o}/{d}"], nonfinite="most_anomalous",
-        ci_resamples=200, seed=config.seed)  # fmt: skip
+    summary = lambda d, o: auroc_summary(  # noqa: E731
+        config, arrays[f"id_test/{d}"], arrays[f"ood/{o}/{d}"])  # fmt: skip
     bpd = lambda lp: float(np.mean(data.bits_per_dim(-lp["total"], num_dims)))  # noqa: E731
     results = {
         "name": config.name,
@@ -342,9 +390,9 @@ def score_all(config, workdir: Path, sets, params) -> dict:
             seeds=sc.group_seeds, bootstrap_resamples=sc.bootstrap_resamples,
             alpha=sc.alpha, **klods),
     }  # fmt: skip
-    if any(io.snapshots(workdir / s) for s in ("general", "id")):
+    if any(io.snapshots(workdir / s) for s in _SWEPT):
         results["training_length"] = training_length(
-            config, workdir, model, sets, {s: log_probs[s] for s in ("general", "id")}
+            config, workdir, model, sets, {s: log_probs[s] for s in _SWEPT}
         )
     io.write_json(results_file, results)
     io.mark_cached(key_file, score_key)
@@ -410,13 +458,15 @@ def figures(config, workdir: Path, trained, results: dict) -> dict:
         "AUROC against group size": "groups.png", "Training curves": "training.png",
         "ID samples": "samples_id.png", "General samples": "samples_general.png",
     }  # fmt: skip
-    if "training_length" in results:  # llr AUROC against each model's steps
-        plots.line_panels(
-            [{"xlabel": f"{stage} model: training steps", "ylabel": "llr AUROC",
-              "ylim": axis, "series": {
-                  o: ([int(s) for s in rows], [r["llr"][o] for r in rows.values()])
-                  for o in next(iter(rows.values()))["llr"]}}
-             for stage, rows in results["training_length"].items()],
-            workdir / "length.png")  # fmt: skip
+    if "training_length" in results:  # a ratio's AUROC against each model's steps
+        panels = []
+        for stage, rows in results["training_length"].items():
+            ratio, last = _SWEPT[stage][1], list(rows.values())[-1]
+            steps = [int(s) for s in rows]
+            panels.append({"xlabel": f"{stage} model: training steps",
+                           "ylabel": f"{ratio} AUROC", "ylim": axis, "series": {
+                               o: (steps, [r[ratio][o] for r in rows.values()])
+                               for o in last[ratio]}})  # fmt: skip
+        plots.line_panels(panels, workdir / "length.png")
         figures["Likelihood ratio against the length of training"] = "length.png"
     return figures

@@ -138,12 +138,17 @@ def flow_block(r: dict) -> str:
     ])  # fmt: skip
 
 
+# A swept stage: how its tables name it, the model kept final, the ratio swept.
+_SWEPT_STAGES = {"general": ("general", "ID", "llr"), "id": ("ID", "general", "llr"),
+                 "id_outlier": ("outlier-loss", "general", "llr_outlier")}  # fmt: skip
+
+
 def _training_length(sweep: dict, sets) -> list[str]:
     """The ratio's AUROC, in total and per scale, one model at fewer steps."""
     parts = []
     for stage, rows in sweep.items():
-        this, other = ("general", "ID") if stage == "general" else ("ID", "general")
-        keys = [("llr", "llr")] + [("likelihood", "−log p")] * (stage == "id")
+        this, other, ratio = _SWEPT_STAGES[stage]
+        keys = [(ratio, ratio)] + [("likelihood", "−log p")] * (stage == "id")
         parts += [
             f"Length of training: the {this} model after each number of steps, the "
             f"{other} model final; AUROC of each detector:",
@@ -157,7 +162,7 @@ def _training_length(sweep: dict, sets) -> list[str]:
             md_table(["steps", "scale", *sets],
                      [[step, scale] + [f"{per[s]:.3f}" for s in sets]
                       for step, row in rows.items()
-                      for scale, per in enumerate(row["llr_per_scale"])]),
+                      for scale, per in enumerate(row[f"{ratio}_per_scale"])]),
         ]  # fmt: skip
     return parts
 
@@ -387,7 +392,14 @@ PAIRED = ("mnist_5k", "animal_mnist", "fashion_mnist", "general_held_out")
 
 def general_sets_block(r: dict) -> str:
     """The Fashion-MNIST pairs and the reverse pair with each general set side by
-    side: the models' test bits/dim and the AUROCs of the ratio detectors."""
+    side, from the published results ``{run name: results}``."""
+    sources = ", ".join(f"`{RESULTS_REL}{n}.json`" for n in r)
+    return f"From {sources} (commands in their blocks). " + general_sets_table(r)
+
+
+def general_sets_table(r: dict) -> str:
+    """The models' test bits/dim and the AUROCs of the ratio detectors of the runs
+    ``{run name: results}`` of ``GENERAL_SETS``, one row per pair."""
     rows = []
     for general, runs in GENERAL_SETS.items():
         for run in filter(lambda n: n in r, runs):
@@ -399,10 +411,8 @@ def general_sets_block(r: dict) -> str:
                      f"{training['id']['steps']}", f"{bpd['id']['id_test']:.3f}",
                      f"{setting}→{ood}"] + [interval(m[d][ood]) for d in COMPARED]
                 )  # fmt: skip
-    sources = ", ".join(f"`{RESULTS_REL}{n}.json`" for n in r)
     return (
-        f"From {sources} (commands in their blocks). AUROC, OOD positive, 95 % "
-        "bootstrap interval:\n\n"
+        "AUROC, OOD positive, 95 % bootstrap interval:\n\n"
         + md_table(["general set", "steps: general / ID", "ID test bits/dim", "pair",
                     *COMPARED], rows)
     )  # fmt: skip

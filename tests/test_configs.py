@@ -55,14 +55,32 @@ def test_general_model_is_shared_between_in_distribution_sets():
         fp = flow_pipeline.fingerprint(config, stage)
         found = io.find_source(configured.restore_sources(config), stage, fp)
         assert found is not None and (found / "params").is_dir(), stage
-    # The general model of the general_images runs, with its earlier snapshots.
+    # The three models of the general_images runs, with their earlier snapshots.
     config = glow_fmnist.get_config("general_images")
+    sc = config.stages
     for stage in flow_pipeline.STAGES:
         fp = flow_pipeline.fingerprint(config, stage)
         found = io.find_source(configured.restore_sources(config), stage, fp)
         assert found is not None and (found / "params").is_dir()
-        snapshots = list(config.stages.snapshots) if stage != "id_outlier" else []
-        assert io.snapshots(found) == snapshots
+        snapshots = sc.outlier_snapshots if stage == "id_outlier" else sc.snapshots
+        assert io.snapshots(found) == list(snapshots)
+
+
+def test_a_fine_tuned_stage_fingerprints_only_what_trains_it():
+    # The ID and the outlier-loss model both start from the general model: neither
+    # is retrained when the other's settings, or where snapshots are kept, change.
+    base = glow_fmnist.get_config("general_images")
+    both, outlier = {"id", "id_outlier"}, {"id_outlier"}
+    retrained = {"general_steps": both, "id_steps": {"id"}, "outlier_steps": outlier,
+                 "outlier_weight": outlier, "outlier_temperature": outlier,
+                 "snapshots": set(), "outlier_snapshots": set()}  # fmt: skip
+    for field, stages in retrained.items():
+        config = glow_fmnist.get_config("general_images")
+        value = config.stages[field]
+        config.stages[field] = value[:1] if isinstance(value, tuple) else value + 1
+        moved = {s for s in both if flow_pipeline.fingerprint(config, s)
+                 != flow_pipeline.fingerprint(base, s)}  # fmt: skip
+        assert moved == stages, field
 
 
 def test_mnist_5k_runs_restore_shipped_stages_on_a_fresh_clone():

@@ -143,13 +143,17 @@ def test_ratio_against_the_length_of_training(runs):
     for workdir in (runs / "glow_fmnist", runs / "glow_mnist_5k"):
         results = json.loads((workdir / "results.json").read_text())
         sweep, metrics = results["training_length"], results["metrics"]
-        assert list(sweep["general"]) == list(sweep["id"]) == ["2", "4"]
+        assert list(sweep) == ["general", "id", "id_outlier"]
+        assert all(list(rows) == ["2", "4"] for rows in sweep.values())
         assert (workdir / "general" / "snapshots" / "2").is_dir()  # also restored
         for ood, auroc in sweep["general"]["4"]["llr"].items():  # the final models
             assert auroc == pytest.approx(metrics["llr"][ood]["auroc"], abs=1e-9)
             assert sweep["id"]["4"]["llr"][ood] == pytest.approx(auroc, abs=1e-9)
             assert sweep["id"]["4"]["likelihood"][ood] == pytest.approx(
                 metrics["likelihood"][ood]["auroc"], abs=1e-9
+            )
+            assert sweep["id_outlier"]["4"]["llr_outlier"][ood] == pytest.approx(
+                metrics["llr_outlier"][ood]["auroc"], abs=1e-9
             )
         assert (workdir / "length.png").stat().st_size > 0  # its plot
         early = sweep["id"]["2"]

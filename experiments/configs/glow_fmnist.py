@@ -26,8 +26,9 @@ options:
 - ``general_images``: the general model trained on ``general_images`` (about
   230,000 crops of Debian's clip art and wallpapers) for 12,000 steps instead of
   ``general_photos`` (17 photographs) for 3,000, the ID model fine-tuned for
-  15,000 and the outlier-loss model for 3,000 (about 90, 110 and 25 minutes on 2
-  cores), params kept at four earlier steps of each; restores
+  15,000 and the outlier-loss model for 9,000 (about 115, 111 and 90 minutes on 2
+  cores), params kept at four earlier steps of the first two and six of the
+  outlier-loss model; restores
   ``experiments/checkpoints/glow_fmnist_general_images``. Combines with
   ``mnist_5k`` (general model restored as above; the ID model fine-tuned for
   1,000 steps, or restored at 6,000 with ``--config.stages.id_steps=6000``).
@@ -99,6 +100,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Steps after which the general and ID models' params are also kept (under
     # <stage>/snapshots/): the likelihood ratio against the length of training.
     c.stages.snapshots = ()
+    c.stages.outlier_snapshots = ()  # the same for the outlier-loss model
 
     # Ren et al.'s background model: a Glow of the same size trained from scratch on
     # ID training images mutated at rate μ, with L2 weight decay λ (the gradient of
@@ -180,7 +182,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.stages.general_steps = 4
         c.stages.id_steps = 4
         c.stages.outlier_steps = 4
-        c.stages.snapshots = (2,)
+        c.stages.snapshots = c.stages.outlier_snapshots = (2,)
         c.background.steps = 4
         c.ensemble.size = 2
         c.ensemble.steps = 4
@@ -214,8 +216,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         if "smoke" not in options:
             c.stages.general_steps = 12_000
             c.stages.id_steps = 15_000
-            c.stages.outlier_steps = 3_000
+            c.stages.outlier_steps = 9_000
             c.stages.snapshots = (1000, 3000, 6000, 9000)
+            c.stages.outlier_snapshots = (1000, 2000, 3000, 4500, 6000, 7500)
     if "mnist_5k" in options:
         c.data.id_dataset = "mnist_5k"
         c.data.val_size = 128 if "smoke" in options else 400  # of 4,000 digits
