@@ -218,6 +218,11 @@ def chain_scores(log_probs: dict, name: str) -> dict[str, np.ndarray]:
     }
 
 
+def mean_bits_per_dim(log_prob: dict, num_dims: int) -> float:
+    """Mean bits/dim of a set from its ``flows.log_prob_images`` output."""
+    return float(np.mean(data.bits_per_dim(-log_prob["total"], num_dims)))
+
+
 def auroc_summary(config, scores_in, scores_out) -> dict:
     """The published metrics of one detector on one pair, with 95 % bootstrap
     intervals; a non-finite score counts as the most anomalous."""
@@ -375,7 +380,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
     oods = [n.removeprefix("ood/") for n in eval_sets[1:]]
     summary = lambda d, o: auroc_summary(  # noqa: E731
         config, arrays[f"id_test/{d}"], arrays[f"ood/{o}/{d}"])  # fmt: skip
-    bpd = lambda lp: float(np.mean(data.bits_per_dim(-lp["total"], num_dims)))  # noqa: E731
+    bpd = lambda lp: mean_bits_per_dim(lp, num_dims)  # noqa: E731
     results = {
         "name": config.name,
         "config": config.to_dict(),

@@ -26,11 +26,10 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from experiments import configured, flow_pipeline, tables
 from experiments.configs import glow_fmnist
-from jaxood import data, flows, io
+from jaxood import flows, io
 
 # (published name, config options, overrides): the runs of experiments/README.md's
 # general-set comparison whose models are shipped.
@@ -42,10 +41,9 @@ CHAINS = (
 OLD = "glow_fmnist"  # make run's run: the general_photos chain
 
 
-def restore(config, workdir: Path) -> dict:
+def restore(config, model, workdir: Path) -> dict:
     """The general, ID and outlier-loss params of ``config``, from its restore
     sources into ``workdir``; a missing checkpoint is an error, never trained."""
-    model = flow_pipeline.build_model(config)
     template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
     sources = configured.restore_sources(config)
 
@@ -64,16 +62,17 @@ def restore(config, workdir: Path) -> dict:
 def score_chain(config, workdir: Path) -> dict:
     """The chain's four detectors on its pairs of the comparison, shaped like a
     flow run's results (``training``, ``bpd`` and ``metrics``)."""
-    params = restore(config, workdir)
     model = flow_pipeline.build_model(config)
+    params = restore(config, model, workdir)
     sets = flow_pipeline.evaluation_sets(config, oods=tables.PAIRED)
     log_probs = {stage: {n: flows.log_prob_images(model, p, x, desc=f"{stage} {n}")
                          for n, x in sets.items()}
                  for stage, p in params.items()}  # fmt: skip
     scores = {n: flow_pipeline.chain_scores(log_probs, n) for n in sets}
     oods = [n.removeprefix("ood/") for n in sets if n != "id_test"]
-    nll = -log_probs["id"]["id_test"]["total"]
-    bpd = float(np.mean(data.bits_per_dim(nll, model.config.num_dims)))
+    bpd = flow_pipeline.mean_bits_per_dim(
+        log_probs["id"]["id_test"], model.config.num_dims
+    )
     summary = lambda d, o: flow_pipeline.auroc_summary(  # noqa: E731
         config, scores["id_test"][d], scores[f"ood/{o}"][d])  # fmt: skip
     return {

@@ -138,16 +138,19 @@ def flow_block(r: dict) -> str:
     ])  # fmt: skip
 
 
-# A swept stage: how its tables name it, the model kept final, the ratio swept.
-_SWEPT_STAGES = {"general": ("general", "ID", "llr"), "id": ("ID", "general", "llr"),
-                 "id_outlier": ("outlier-loss", "general", "llr_outlier")}  # fmt: skip
+# A swept stage: how its tables name it and the model kept final.
+_SWEPT_STAGES = {"general": ("general", "ID"), "id": ("ID", "general"),
+                 "id_outlier": ("outlier-loss", "general")}  # fmt: skip
 
 
 def _training_length(sweep: dict, sets) -> list[str]:
     """The ratio's AUROC, in total and per scale, one model at fewer steps."""
     parts = []
     for stage, rows in sweep.items():
-        this, other, ratio = _SWEPT_STAGES[stage]
+        this, other = _SWEPT_STAGES[stage]
+        # The ratio swept: the key whose AUROCs also come per scale.
+        first = next(iter(rows.values()))
+        ratio = next(k[: -len("_per_scale")] for k in first if k.endswith("_per_scale"))
         keys = [(ratio, ratio)] + [("likelihood", "−log p")] * (stage == "id")
         parts += [
             f"Length of training: the {this} model after each number of steps, the "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import general_sets
+from experiments import flow_pipeline, general_sets
 
 RESULTS = Path(__file__).resolve().parent.parent / "experiments" / "results"
 
@@ -49,5 +49,7 @@ def test_a_missing_checkpoint_is_an_error_not_a_training(tmp_path, monkeypatch):
     config = glow_fmnist.get_config("general_images")
     config.checkpoints = str(tmp_path / "nothing_here")
     with pytest.raises(SystemExit, match="no checkpoint of the general stage"):
-        general_sets.restore(config, tmp_path / "run")
+        general_sets.restore(
+            config, flow_pipeline.build_model(config), tmp_path / "run"
+        )
     assert not (tmp_path / "run" / "general" / "final_params").exists()
