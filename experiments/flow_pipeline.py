@@ -263,6 +263,7 @@ def density_of_states_scores(config, model, params, sets, log_probs, eval_sets):
     return dict(zip(eval_sets, scores, strict=True))
 
 
+_HELD_OUT = "ood/general_held_out"  # scored with scoring.general_held_out
 # Each stage whose length of training is swept: the other model of its ratio (kept
 # final) and the detector that ratio is.
 _SWEPT = {"general": ("id", "llr"), "id": ("general", "llr"),
@@ -275,8 +276,9 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
     training, ``llr_outlier`` along the outlier-loss model's (if it kept snapshots).
     Per row: validation bits/dim of the snapshot, the AUROC per OOD set of the
     ratio, of the ratio of each scale's log p alone (``<ratio>_per_scale``: where
-    along the multi-scale flow it separates) and, for ID snapshots, of
-    ``likelihood``.
+    along the multi-scale flow it separates), for ID snapshots the AUROC of
+    ``likelihood`` and, for outlier-loss snapshots with the general set's held-out
+    crops scored, :func:`outlier_objective` (``val_objective``).
 
     Args:
         final: ``{stage: {set: log_prob_images output}}`` of the final general, ID
@@ -284,7 +286,8 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
 
     Returns:
         ``{stage: {step: {"val_bpd", ratio: {ood: auroc}, f"{ratio}_per_scale":
-        [{ood: auroc} per scale][, "likelihood"]}}}``, steps as strings, the last
+        [{ood: auroc} per scale][, "likelihood"][, "val_objective"]}}}``, steps as
+        strings, the last
         being the final model's.
     """
     eval_sets = list(final["id"])
@@ -298,16 +301,16 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
         rows = {}
         for step in [*io.snapshots(workdir / stage), "final"]:
             if step == "final":
-                summary = io.stage_summary(workdir / stage)
+                val = io.stage_summary(workdir / stage)
                 lp = {n: final[stage][n] for n in eval_sets}
-                step, val_bpd = summary["steps"], summary["val_bpd"]
+                step = val["steps"]
             else:
                 folder = workdir / stage / "snapshots" / str(step)
                 p = checkpoint.load_params(folder, template)
                 desc = f"{stage} at step {step}"
                 lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)
                       for n in eval_sets}  # fmt: skip
-                val_bpd = evaluate(p)["val_bpd"]
+                val = evaluate(p)
             fitted, general = (lp, final[other]) if other == "general" else (
                 final[other], lp)  # fmt: skip
 
@@ -316,15 +319,33 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
                         for n in eval_sets}  # fmt: skip
 
             scales = range(lp["id_test"]["per_scale"].shape[1])
-            row = {"val_bpd": val_bpd, name: _aurocs(ratio(lambda v: v["total"])),
+            row = {"val_bpd": val["val_bpd"],
+                   name: _aurocs(ratio(lambda v: v["total"])),
                    f"{name}_per_scale": [
                        _aurocs(ratio(lambda v, s=s: v["per_scale"][:, s]))
                        for s in scales]}  # fmt: skip
             if stage == "id":
                 row["likelihood"] = _aurocs({n: -v["total"] for n, v in lp.items()})
+            if stage == "id_outlier" and _HELD_OUT in eval_sets:
+                row["val_objective"] = outlier_objective(
+                    config, val["val_loss"], lp[_HELD_OUT]["total"],
+                    general[_HELD_OUT]["total"])  # fmt: skip
             rows[str(step)] = row
         out[stage] = rows
     return out
+
+
+def outlier_objective(config, id_val_nll, log_p_fitted, log_p_general) -> float:
+    """The outlier-loss model's training objective on held-out data, in nats per
+    image (as the training loss: the constant D ln 256 left out): mean NLL of the ID
+    validation images plus the outlier term on the general set's held-out crops (the
+    general model's validation crops, from source images that no training crop comes
+    from). Its validation bits/dim alone ignore what the outlier loss trains for."""
+    sc = config.stages
+    penalty = losses.outlier_penalty(
+        log_p_fitted, log_p_general,
+        weight=sc.outlier_weight, temperature=sc.outlier_temperature)  # fmt: skip
+    return float(id_val_nll + penalty)
 
 
 def _aurocs(scores: dict) -> dict:
@@ -343,7 +364,7 @@ def score_all(config, workdir: Path, sets, params) -> dict:
         return json.loads(results_file.read_text())
     sc = config.scoring
     if sc.general_held_out:  # the crops that validated the general model
-        sets = sets | {"ood/general_held_out": sets["general_val"]}
+        sets = sets | {_HELD_OUT: sets["general_val"]}
     model = build_model(config)
     num_dims = model.config.num_dims
     eval_sets = ["id_test"] + [k for k in sets if k.startswith("ood/")]
@@ -472,6 +493,10 @@ def figures(config, workdir: Path, trained, results: dict) -> dict:
                            "ylabel": f"{ratio} AUROC", "ylim": axis, "series": {
                                o: (steps, [r[ratio][o] for r in rows.values()])
                                for o in last[ratio]}})  # fmt: skip
+            if "val_objective" in last:  # the step its held-out objective would keep
+                objective = [r["val_objective"] for r in rows.values()]
+                panels[-1]["vline"] = steps[int(np.argmin(objective))]
+                panels[-1]["title"] = "dotted: lowest held-out objective"
         plots.line_panels(panels, workdir / "length.png")
         figures["Likelihood ratio against the length of training"] = "length.png"
     return figures

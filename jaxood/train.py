@@ -391,7 +391,9 @@ def fit(
         snapshot_steps: after each of these steps the params are also saved to
             ``workdir/snapshots/<step>`` (:func:`jaxood.checkpoint.save_params`):
             the model at several lengths of training from one run, for studies of
-            how a result moves with training time. Kept when the run resumes.
+            how a result moves with training time. Kept when the run resumes; one
+            at the step a run resumes from is written then if missing (a finished
+            run extended to more steps).
 
     Returns:
         The final state. Non-finite steps are skipped and counted in
@@ -438,6 +440,11 @@ def fit(
             state = jax.tree.map(jnp.asarray, state)
             streak = int(checkpoints.latest_info().get("consecutive_skipped", 0))
         start = int(state.step)
+        snapshot_at_start = workdir / "snapshots" / str(start)
+        if start in snapshot_steps and not snapshot_at_start.is_dir():
+            # A run stopped between its checkpoint and its snapshot, or a finished
+            # run extended to more steps: its start is a snapshot it has not kept.
+            save_params(snapshot_at_start, state.params)
         # Lines logged after the state we (re)start from belong to lost work.
         _truncate_metrics(metrics_path, start)
         window: list[dict[str, float]] = []

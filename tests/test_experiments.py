@@ -24,6 +24,7 @@ from experiments import (
     vae_pipeline,
 )
 from experiments.configs import dose_fmnist, glow_fmnist
+from jaxood.flows import losses
 
 pytestmark = pytest.mark.slow
 CONFIGS = "experiments/configs/"
@@ -155,6 +156,25 @@ def test_ratio_against_the_length_of_training(runs):
             assert sweep["id_outlier"]["4"]["llr_outlier"][ood] == pytest.approx(
                 metrics["llr_outlier"][ood]["auroc"], abs=1e-9
             )
+        # The outlier-loss model's objective on held-out data, from the same log p.
+        arrays = np.load(workdir / "scores.npz")
+        held_out = {
+            s: arrays[f"ood/general_held_out/log_p_{s}"]
+            for s in ("general", "id_outlier")
+        }
+        summary = json.loads((workdir / "id_outlier" / "summary.json").read_text())
+        sc = glow_fmnist.get_config("smoke").stages  # the same loss in both runs
+        expected = summary["val_loss"] + float(
+            losses.outlier_penalty(
+                held_out["id_outlier"], held_out["general"],
+                weight=sc.outlier_weight, temperature=sc.outlier_temperature,
+            )
+        )  # fmt: skip
+        objective = sweep["id_outlier"]["4"]["val_objective"]
+        assert objective == pytest.approx(expected, rel=1e-6)
+        assert all(
+            np.isfinite(r["val_objective"]) for r in sweep["id_outlier"].values()
+        )
         assert (workdir / "length.png").stat().st_size > 0  # its plot
         early = sweep["id"]["2"]
         assert early["val_bpd"] > 0 and 0 <= early["llr"][ood] <= 1

@@ -32,7 +32,7 @@ def setup():
     return model, images, params, optimizer, step
 
 
-def _run(tmp, setup, num_steps, interrupt_at=None):
+def _run(tmp, setup, num_steps, interrupt_at=None, snapshot_steps=(10, 20)):
     model, images, params, optimizer, step = setup
 
     def batch_fn(i):
@@ -55,7 +55,7 @@ def _run(tmp, setup, num_steps, interrupt_at=None):
                 -jnp.mean(model.forward(p, data.to_model_space(images)).total)
             )
         },
-        snapshot_steps=(10, 20),
+        snapshot_steps=snapshot_steps,
     )
 
 
@@ -98,6 +98,22 @@ def test_resume_after_interruption_gives_identical_params(tmp_path, setup):
             np.testing.assert_array_equal(a, b)
     early = zip(snapshot("straight", 10), final, strict=True)
     assert any(not np.array_equal(a, b) for a, b in early)
+
+
+def test_a_finished_run_extended_keeps_the_snapshot_it_ended_at(tmp_path, setup):
+    # 10 steps kept no snapshot; asked for 20 steps with snapshots at 10 and 20, it
+    # resumes at 10 and must write that one too, equal to an uninterrupted run's.
+    _run(tmp_path / "extended", setup, 10, snapshot_steps=())
+    assert not (tmp_path / "extended" / "snapshots").exists()
+    extended = _run(tmp_path / "extended", setup, 20)
+    straight = _run(tmp_path / "straight", setup, 20)
+    for step in (10, 20):
+        kept = [
+            checkpoint.load_params(tmp_path / run / "snapshots" / str(step), p)
+            for run, p in (("extended", extended.params), ("straight", straight.params))
+        ]
+        for a, b in zip(*map(jax.tree.leaves, kept), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_non_finite_steps_are_skipped_and_counted(setup):

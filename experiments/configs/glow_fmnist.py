@@ -216,9 +216,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         if "smoke" not in options:
             c.stages.general_steps = 12_000
             c.stages.id_steps = 15_000
-            c.stages.outlier_steps = 9_000
+            c.stages.outlier_steps = 15_000
             c.stages.snapshots = (1000, 3000, 6000, 9000)
-            c.stages.outlier_snapshots = (1000, 2000, 3000, 4500, 6000, 7500)
+            c.stages.outlier_snapshots = (
+                *(1000, 2000, 3000, 4500, 6000, 7500),
+                *range(9000, 15_000, 1000),
+            )
     if "mnist_5k" in options:
         c.data.id_dataset = "mnist_5k"
         c.data.val_size = 128 if "smoke" in options else 400  # of 4,000 digits
