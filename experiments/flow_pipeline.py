@@ -278,7 +278,8 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
     ratio, of the ratio of each scale's log p alone (``<ratio>_per_scale``: where
     along the multi-scale flow it separates), for ID snapshots the AUROC of
     ``likelihood`` and, for outlier-loss snapshots with the general set's held-out
-    crops scored, :func:`outlier_objective` (``val_objective``).
+    crops scored, the outlier loss's term on them (``val_outlier_term``, nats;
+    :func:`jaxood.flows.losses.outlier_penalty`).
 
     Args:
         final: ``{stage: {set: log_prob_images output}}`` of the final general, ID
@@ -286,7 +287,7 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
 
     Returns:
         ``{stage: {step: {"val_bpd", ratio: {ood: auroc}, f"{ratio}_per_scale":
-        [{ood: auroc} per scale][, "likelihood"][, "val_objective"]}}}``, steps as
+        [{ood: auroc} per scale][, "likelihood"][, "val_outlier_term"]}}}``, steps as
         strings, the last
         being the final model's.
     """
@@ -327,25 +328,17 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
             if stage == "id":
                 row["likelihood"] = _aurocs({n: -v["total"] for n, v in lp.items()})
             if stage == "id_outlier" and _HELD_OUT in eval_sets:
-                row["val_objective"] = outlier_objective(
-                    config, val["val_loss"], lp[_HELD_OUT]["total"],
-                    general[_HELD_OUT]["total"])  # fmt: skip
+                # The outlier loss's term on held-out crops, in nats: with the ID
+                # validation NLL (val_bpd) it is the training objective on held-out
+                # data, which the validation bits/dim alone do not see.
+                term = losses.outlier_penalty(
+                    lp[_HELD_OUT]["total"], general[_HELD_OUT]["total"],
+                    weight=config.stages.outlier_weight,
+                    temperature=config.stages.outlier_temperature)  # fmt: skip
+                row["val_outlier_term"] = float(term)
             rows[str(step)] = row
         out[stage] = rows
     return out
-
-
-def outlier_objective(config, id_val_nll, log_p_fitted, log_p_general) -> float:
-    """The outlier-loss model's training objective on held-out data, in nats per
-    image (as the training loss: the constant D ln 256 left out): mean NLL of the ID
-    validation images plus the outlier term on the general set's held-out crops (the
-    general model's validation crops, from source images that no training crop comes
-    from). Its validation bits/dim alone ignore what the outlier loss trains for."""
-    sc = config.stages
-    penalty = losses.outlier_penalty(
-        log_p_fitted, log_p_general,
-        weight=sc.outlier_weight, temperature=sc.outlier_temperature)  # fmt: skip
-    return float(id_val_nll + penalty)
 
 
 def _aurocs(scores: dict) -> dict:
@@ -493,10 +486,6 @@ def figures(config, workdir: Path, trained, results: dict) -> dict:
                            "ylabel": f"{ratio} AUROC", "ylim": axis, "series": {
                                o: (steps, [r[ratio][o] for r in rows.values()])
                                for o in last[ratio]}})  # fmt: skip
-            if "val_objective" in last:  # the step its held-out objective would keep
-                objective = [r["val_objective"] for r in rows.values()]
-                panels[-1]["vline"] = steps[int(np.argmin(objective))]
-                panels[-1]["title"] = "dotted: lowest held-out objective"
         plots.line_panels(panels, workdir / "length.png")
         figures["Likelihood ratio against the length of training"] = "length.png"
     return figures

@@ -152,15 +152,15 @@ def _training_length(sweep: dict, sets) -> list[str]:
         first = next(iter(rows.values()))
         ratio = next(k[: -len("_per_scale")] for k in first if k.endswith("_per_scale"))
         keys = [(ratio, ratio)] + [("likelihood", "−log p")] * (stage == "id")
-        # The outlier-loss model's own objective on held-out data, where scored.
-        objective = ["validation objective (nats)"] * ("val_objective" in first)
+        # The outlier loss's term on the general set's held-out crops, where scored.
+        term = ["held-out outlier term (nats)"] * ("val_outlier_term" in first)
         parts += [
             f"Length of training: the {this} model after each number of steps, the "
             f"{other} model final; AUROC of each detector:",
-            md_table(["steps", "validation bits/dim", *objective]
+            md_table(["steps", "validation bits/dim", *term]
                      + [f"{label}: {s}" for _, label in keys for s in sets],
                      [[step, f"{row['val_bpd']:.3f}"]
-                      + [f"{row['val_objective']:.1f}"] * bool(objective)
+                      + ([f"{row['val_outlier_term']:.3f}"] if term else [])
                       + [f"{row[k][s]:.3f}" for k, _ in keys for s in sets]
                       for step, row in rows.items()]),
             f"The same ratio on one scale's log p alone (scale 0 first, the finest), "

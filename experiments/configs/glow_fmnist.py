@@ -26,8 +26,8 @@ options:
 - ``general_images``: the general model trained on ``general_images`` (about
   230,000 crops of Debian's clip art and wallpapers) for 12,000 steps instead of
   ``general_photos`` (17 photographs) for 3,000, the ID model fine-tuned for
-  15,000 and the outlier-loss model for 9,000 (about 115, 111 and 80 minutes on 2
-  cores), params kept at four earlier steps of the first two and six of the
+  15,000 and the outlier-loss model for 15,000 (about 115, 111 and 129 minutes on 2
+  cores), params kept at four earlier steps of the first two and twelve of the
   outlier-loss model; restores
   ``experiments/checkpoints/glow_fmnist_general_images``. Combines with
   ``mnist_5k`` (general model restored as above; the ID model fine-tuned for
