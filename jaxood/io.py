@@ -225,7 +225,8 @@ def train_or_restore(
         ``jax.set_mesh``.
 
     Raises:
-        RuntimeError: ``stage`` holds a stage of another fingerprint.
+        RuntimeError: ``stage`` holds a stage of another fingerprint trained there (a
+            restored copy of another fingerprint is replaced instead).
         jaxood.checkpoint.CheckpointError: a checkpoint is corrupt or of another
             structure than ``template``.
     """
@@ -234,6 +235,14 @@ def train_or_restore(
         (lambda p: p) if mesh is None else functools.partial(parallel.replicate, mesh)
     )
     final, marker = stage / "final_params", stage / RESTORED_MARKER
+    if final.is_dir() and marker.exists() and not _holds(stage, fingerprint):
+        # A copy of a checkpoint whose configuration has changed since (a newer
+        # shipped model): nothing was trained here, so it is dropped, not refused.
+        print(f"[{stage.name}] the copy restored from {marker.read_text().strip()} "
+              "holds another configuration: replacing it.")  # fmt: skip
+        shutil.rmtree(final)
+        shutil.rmtree(stage / "snapshots", ignore_errors=True)  # the source's too
+        marker.unlink()
     if final.is_dir():
         check_fingerprint(stage, fingerprint)
         if not (marker.exists() and not any(sources)):

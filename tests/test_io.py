@@ -2,6 +2,7 @@
 another configuration; caches follow their key; nothing is half-written."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +119,29 @@ def test_a_matching_source_is_restored_then_trained_for_real(tmp_path, capsys):
     assert trainer.calls == 1 and not (stage / io.RESTORED_MARKER).exists()
     assert "restored_from" not in io.stage_summary(stage)
     assert not np.array_equal(trained["w"], np.ones(3))
+
+
+def test_a_restored_copy_follows_a_changed_source(tmp_path, capsys):
+    # A run directory restored the shipped stage; the shipped stage was then replaced
+    # by one of another configuration (a longer training): the copy is replaced, and
+    # its snapshots with it, instead of refusing the run directory.
+    shipped, stage = tmp_path / "shipped" / "id", tmp_path / "run" / "id"
+    versions = [(FINGERPRINT, 1.0, ["10"]), ({**FINGERPRINT, "steps": 30}, 2.0, [])]
+    for fingerprint, value, snapshots in versions:
+        shutil.rmtree(shipped, ignore_errors=True)
+        checkpoint.save_params(shipped / "params", {"w": np.full(3, value, np.float32)})
+        for step in snapshots:
+            checkpoint.save_params(shipped / "snapshots" / step, TEMPLATE)
+        io.write_json(shipped / "config.json", fingerprint)
+        io.write_json(shipped / "summary.json", {"steps": 20})
+        trainer = Trainer(stage)
+        restored = io.train_or_restore(
+            stage, fingerprint, TEMPLATE, trainer, [shipped.parent]
+        )
+        assert trainer.calls == 0
+        np.testing.assert_array_equal(restored["w"], np.full(3, value))
+        assert io.snapshots(stage) == [int(s) for s in snapshots]
+    assert "holds another configuration: replacing it" in capsys.readouterr().out
 
 
 def test_the_restore_marker_is_relative_inside_the_working_directory(
