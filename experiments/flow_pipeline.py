@@ -288,8 +288,7 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
     Returns:
         ``{stage: {step: {"val_bpd", ratio: {ood: auroc}, f"{ratio}_per_scale":
         [{ood: auroc} per scale][, "likelihood"][, "val_outlier_term"]}}}``, steps as
-        strings, the last
-        being the final model's.
+        strings, the last being the final model's.
     """
     eval_sets = list(final["id"])
     template = jax.eval_shape(lambda: model.random_params(jax.random.key(0)))
@@ -302,16 +301,16 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
         rows = {}
         for step in [*io.snapshots(workdir / stage), "final"]:
             if step == "final":
-                val = io.stage_summary(workdir / stage)
+                summary = io.stage_summary(workdir / stage)
                 lp = {n: final[stage][n] for n in eval_sets}
-                step = val["steps"]
+                step, val_bpd = summary["steps"], summary["val_bpd"]
             else:
                 folder = workdir / stage / "snapshots" / str(step)
                 p = checkpoint.load_params(folder, template)
                 desc = f"{stage} at step {step}"
                 lp = {n: flows.log_prob_images(model, p, sets[n], desc=desc)
                       for n in eval_sets}  # fmt: skip
-                val = evaluate(p)
+                val_bpd = evaluate(p)["val_bpd"]
             fitted, general = (lp, final[other]) if other == "general" else (
                 final[other], lp)  # fmt: skip
 
@@ -320,8 +319,7 @@ def training_length(config, workdir: Path, model, sets, final) -> dict:
                         for n in eval_sets}  # fmt: skip
 
             scales = range(lp["id_test"]["per_scale"].shape[1])
-            row = {"val_bpd": val["val_bpd"],
-                   name: _aurocs(ratio(lambda v: v["total"])),
+            row = {"val_bpd": val_bpd, name: _aurocs(ratio(lambda v: v["total"])),
                    f"{name}_per_scale": [
                        _aurocs(ratio(lambda v, s=s: v["per_scale"][:, s]))
                        for s in scales]}  # fmt: skip
