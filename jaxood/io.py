@@ -181,6 +181,23 @@ def check_fingerprint(stage: Path, fingerprint: dict) -> None:
         )
 
 
+def _check_unfinished(stage: Path, fingerprint: dict) -> None:
+    """Refuses to resume checkpoints that a training of another fingerprint left."""
+    checkpoints = stage / "checkpoints"
+    if (
+        (stage / "config.json").is_file()
+        and not _holds(stage, fingerprint)
+        and checkpoints.is_dir()
+        and any(checkpoints.iterdir())
+    ):
+        raise RuntimeError(
+            f"{stage} holds an unfinished training of another configuration: "
+            "resuming its checkpoints would mix the two. Delete that folder to train "
+            "again; to continue it on purpose under the new configuration (more "
+            "steps, say), delete its config.json."
+        )
+
+
 def find_source(sources: Sequence[str | Path], name: str, fingerprint: dict):
     """The first ``source/name`` folder trained with ``fingerprint``, or None.
 
@@ -225,8 +242,9 @@ def train_or_restore(
         ``jax.set_mesh``.
 
     Raises:
-        RuntimeError: ``stage`` holds a stage of another fingerprint trained there (a
-            restored copy of another fingerprint is replaced instead).
+        RuntimeError: ``stage`` holds a stage of another fingerprint trained there,
+            finished or not (a restored copy of another fingerprint is replaced
+            instead).
         jaxood.checkpoint.CheckpointError: a checkpoint is corrupt or of another
             structure than ``template``.
     """
@@ -267,6 +285,7 @@ def train_or_restore(
         write_json(stage / "config.json", fingerprint)
         marker.write_text(f"{_shown(source)}\n")  # relative: survives a moved checkout
     else:
+        _check_unfinished(stage, fingerprint)
         write_json(stage / "config.json", fingerprint)
         params, summary = train_fn()
         write_json(stage / "summary.json", summary)

@@ -96,6 +96,19 @@ def test_another_fingerprint_is_refused(tmp_path):
     assert io.is_available(stage, FINGERPRINT)
 
 
+def test_an_unfinished_stage_of_another_fingerprint_is_not_resumed(tmp_path):
+    stage = tmp_path / "id"
+    io.train_or_restore(stage, FINGERPRINT, TEMPLATE, Trainer(stage))
+    shutil.rmtree(stage / "final_params")  # as if stopped before the end
+    trainer = Trainer(stage)
+    with pytest.raises(RuntimeError, match="unfinished training"):
+        io.train_or_restore(stage, {**FINGERPRINT, "lr": 0.2}, TEMPLATE, trainer)
+    assert trainer.calls == 0
+    (stage / "config.json").unlink()  # continuing it on purpose
+    io.train_or_restore(stage, {**FINGERPRINT, "lr": 0.2}, TEMPLATE, trainer)
+    assert trainer.calls == 1 and io.is_available(stage, {**FINGERPRINT, "lr": 0.2})
+
+
 def test_a_matching_source_is_restored_then_trained_for_real(tmp_path, capsys):
     shipped = tmp_path / "shipped" / "id"  # the layout of a shipped checkpoint
     checkpoint.save_params(shipped / "params", {"w": np.ones(3, np.float32)})
