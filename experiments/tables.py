@@ -17,6 +17,8 @@ import json
 import re
 from pathlib import Path
 
+from scipy import stats
+
 from jaxood import io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,8 +178,6 @@ def _training_length(sweep: dict, sets) -> list[str]:
 
 def _term_correlation(rows: dict, ratio: str, sets) -> list[str]:
     """Spearman's rank correlation of the held-out outlier term with each AUROC."""
-    from scipy import stats
-
     term = [row["val_outlier_term"] for row in rows.values()]
     aurocs = {s: [row[ratio][s] for row in rows.values()] for s in sets}
     rho = {s: stats.spearmanr(term, v)[0] for s, v in aurocs.items()
