@@ -165,7 +165,7 @@ def _training_length(sweep: dict, sets) -> list[str]:
                       + ([f"{row['val_outlier_term']:.3f}"] if term else [])
                       + [f"{row[k][s]:.3f}" for k, _ in keys for s in sets]
                       for step, row in rows.items()]),
-            *(_term_correlation(rows, ratio, sets) if term else []),
+            *([_term_correlation(rows, ratio, sets)] if term else []),
             f"The same ratio on one scale's log p alone (scale 0 first, the finest), "
             f"the {this} model after each number of steps:",
             md_table(["steps", "scale", *sets],
@@ -176,17 +176,17 @@ def _training_length(sweep: dict, sets) -> list[str]:
     return parts
 
 
-def _term_correlation(rows: dict, ratio: str, sets) -> list[str]:
+def _term_correlation(rows: dict, ratio: str, sets) -> str:
     """Spearman's rank correlation of the held-out outlier term with each AUROC."""
     term = [row["val_outlier_term"] for row in rows.values()]
     aurocs = {s: [row[ratio][s] for row in rows.values()] for s in sets}
     rho = {s: stats.spearmanr(term, v)[0] for s, v in aurocs.items()
            if len(set(v)) > 1}  # fmt: skip
-    return [
+    return (
         f"Spearman's rank correlation of the held-out outlier term with the {ratio} "
         f"AUROC over these {len(rows)} states (sets whose AUROC never changes "
         "left out): " + "; ".join(f"{s} {v:.2f}" for s, v in rho.items()) + "."
-    ]
+    )
 
 
 def lid_block(r: dict) -> str:

@@ -253,23 +253,24 @@ def train_or_restore(
         (lambda p: p) if mesh is None else functools.partial(parallel.replicate, mesh)
     )
     final, marker = stage / "final_params", stage / RESTORED_MARKER
-    if final.is_dir() and marker.exists() and not _holds(stage, fingerprint):
-        # A copy of a checkpoint whose configuration has changed since (a newer
-        # shipped model): nothing was trained here, so it is dropped, not refused.
-        print(f"[{stage.name}] the copy restored from {marker.read_text().strip()} "
-              "holds another configuration: replacing it.")  # fmt: skip
+
+    def drop_restored_copy(why: str) -> None:  # nothing was trained here
+        print(
+            f"[{stage.name}] the copy restored from {marker.read_text().strip()} {why}."
+        )
         shutil.rmtree(final)
         shutil.rmtree(stage / "snapshots", ignore_errors=True)  # the source's too
         marker.unlink()
+
+    if final.is_dir() and marker.exists() and not _holds(stage, fingerprint):
+        # A copy of a checkpoint whose configuration has changed since (a newer
+        # shipped model): replaced, not refused.
+        drop_restored_copy("holds another configuration: replacing it")
     if final.is_dir():
         check_fingerprint(stage, fingerprint)
         if not (marker.exists() and not any(sources)):
             return place(checkpoint.load_params(final, template))
-        print(
-            f"[{stage.name}] was restored from {marker.read_text().strip()}: training."
-        )
-        shutil.rmtree(final)
-        marker.unlink()
+        drop_restored_copy("is replaced by a training")
     source = find_source(sources, stage.name, fingerprint)
     if source is not None:
         print(f"[{stage.name}] restoring {source}")
