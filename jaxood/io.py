@@ -134,6 +134,8 @@ def resumable_rows(
     inputs (a hash of each is saved beside the rows): rows computed for another key,
     or for inputs that are not a prefix-wise match of these (another subset of a
     test set, another preprocessing), are discarded, not mixed with new ones.
+    ``fn`` must give each row from its own input alone (resuming already cuts
+    batches anywhere): identical inputs are computed once and their rows copied.
 
     Returns:
         The first ``len(inputs)`` rows of each name.
@@ -150,21 +152,48 @@ def resumable_rows(
         ):
             print(f"{path}: rows of other inputs, recomputed.")
             done = {}
-    start = len(next(iter(done.values()))) if done else 0
-    parts, saved = [done] if done else [], time.monotonic()
-    begins = range(start, len(inputs), batch_size)
-    for i, begin in enumerate(tqdm(begins, desc=desc, disable=None)):
-        parts.append(fn(inputs[begin : begin + batch_size]))
-        if i == len(begins) - 1 or time.monotonic() - saved >= save_every:
-            done = {k: np.concatenate([p[k] for p in parts]) for k in parts[-1]}
-            parts, saved = [done], time.monotonic()
-            rows = len(next(iter(done.values())))
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            # uncompressed: rewritten at every save
-            np.savez(tmp, **done, **{INPUTS_FIELD: hashes[:rows]})
-            tmp.replace(path)
-            mark_cached(key_file, key)
-    return {k: v[: len(inputs)] for k, v in done.items()}
+    start, n = (len(next(iter(done.values()))) if done else 0), len(inputs)
+    if start >= n:
+        return {k: v[:n] for k, v in done.items()}
+    # Identical inputs are computed once (5,000 constant images hold at most 256
+    # grey levels): row i is a copy of the row of the first input of its hash.
+    first: dict[int, int] = {}
+    source = np.array([first.setdefault(h, i) for i, h in enumerate(hashes.tolist())])
+    todo = np.flatnonzero(source == np.arange(n))
+    todo = todo[todo >= start]
+    batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
+
+    def save(rows, count):
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        # uncompressed: rewritten at every save
+        np.savez(tmp, **{k: v[:count] for k, v in rows.items()},
+                 **{INPUTS_FIELD: hashes[:count]})  # fmt: skip
+        tmp.replace(path)
+        mark_cached(key_file, key)
+
+    if not batches:  # every new input repeats one whose row is saved
+        rows = {k: v[source] for k, v in done.items()}
+        save(rows, n)
+        return rows
+    rows, filled, saved = None, start, time.monotonic()
+    for i, index in enumerate(tqdm(batches, desc=desc, disable=None)):
+        got = {k: np.asarray(v) for k, v in fn(inputs[index]).items()}
+        if rows is None:
+            rows = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in got.items()}
+            for k, v in done.items():
+                rows[k][:start] = v
+        for k, v in got.items():
+            rows[k][index] = v
+        ready = batches[i + 1][0] if i + 1 < len(batches) else n
+        copies = np.arange(filled, ready)
+        copies = copies[source[copies] != copies]
+        for v in rows.values():
+            v[copies] = v[source[copies]]
+        filled = ready
+        if filled == n or time.monotonic() - saved >= save_every:
+            save(rows, filled)
+            saved = time.monotonic()
+    return rows
 
 
 def _holds(stage: Path, fingerprint: dict) -> bool:

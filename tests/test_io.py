@@ -320,3 +320,33 @@ def test_a_shipped_stage_restores_with_its_summary_and_snapshots(tmp_path):
     assert trainer.calls == 0 and io.snapshots(again) == [10]
     np.testing.assert_array_equal(restored["w"], trained["w"])
     assert io.stage_summary(again)["steps"] == io.stage_summary(stage)["steps"]
+
+
+def test_resumable_rows_compute_identical_inputs_once(tmp_path):
+    path, calls = tmp_path / "rows.npz", []
+
+    def fn(batch):
+        calls.append(batch[:, 0].tolist())
+        return {"sum": batch.sum(axis=1), "square": batch**2}
+
+    base = np.arange(10.0).reshape(5, 2)
+    x = base[[0, 1, 0, 2, 1, 0, 3]]  # 4 distinct rows in 7
+    with pytest.raises(KeyboardInterrupt):  # saved after every batch
+        io.resumable_rows(path, {}, lambda b: fn(b) if not calls else _stop(), x, 2,
+                          save_every=0)  # fmt: skip
+    # The first batch (rows 0 and 1) covers every input before row 3.
+    np.testing.assert_array_equal(np.load(path)["sum"], x[:3].sum(axis=1))
+    rows = io.resumable_rows(path, {}, fn, x, batch_size=2)
+    assert calls == [[0.0, 2.0], [4.0, 6.0]]  # each distinct row once, in all
+    np.testing.assert_array_equal(rows["sum"], x.sum(axis=1))
+    np.testing.assert_array_equal(rows["square"], x**2)
+    calls.clear()  # more inputs that repeat saved ones: copied, nothing computed
+    more = np.concatenate([x, base[[3, 1]]])
+    rows = io.resumable_rows(path, {}, fn, more, batch_size=2)
+    assert calls == []
+    np.testing.assert_array_equal(rows["sum"], more.sum(axis=1))
+    np.testing.assert_array_equal(np.load(path)["square"], more**2)
+
+
+def _stop():
+    raise KeyboardInterrupt
