@@ -176,7 +176,9 @@ def resumable_rows(
         save(rows, n)
         return rows
     rows, filled, saved = None, start, time.monotonic()
-    for i, index in enumerate(tqdm(batches, desc=desc, disable=None)):
+    bar = tqdm(batches, desc=desc, disable=None)  # off without a terminal: then
+    began, computed = saved, 0  # each save prints a line, for background runs
+    for i, index in enumerate(bar):
         got = {k: np.asarray(v) for k, v in fn(inputs[index]).items()}
         if rows is None:
             rows = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in got.items()}
@@ -184,6 +186,7 @@ def resumable_rows(
                 rows[k][:start] = v
         for k, v in got.items():
             rows[k][index] = v
+        computed += len(index)
         ready = batches[i + 1][0] if i + 1 < len(batches) else n
         copies = np.arange(filled, ready)
         copies = copies[source[copies] != copies]
@@ -193,6 +196,10 @@ def resumable_rows(
         if filled == n or time.monotonic() - saved >= save_every:
             save(rows, filled)
             saved = time.monotonic()
+            if bar.disable:
+                rate = computed / max(saved - began, 1e-9)
+                print(f"{desc}: {filled}/{n} rows saved ({rate:.2f} computed/s)",
+                      flush=True)  # fmt: skip
     return rows
 
 
