@@ -331,9 +331,14 @@ def test_resumable_rows_compute_identical_inputs_once(tmp_path):
 
     base = np.arange(10.0).reshape(5, 2)
     x = base[[0, 1, 0, 2, 1, 0, 3]]  # 4 distinct rows in 7
+
+    def one_batch_then_stop(batch):
+        if calls:
+            raise KeyboardInterrupt
+        return fn(batch)
+
     with pytest.raises(KeyboardInterrupt):  # saved after every batch
-        io.resumable_rows(path, {}, lambda b: fn(b) if not calls else _stop(), x, 2,
-                          save_every=0)  # fmt: skip
+        io.resumable_rows(path, {}, one_batch_then_stop, x, 2, save_every=0)
     # The first batch (rows 0 and 1) covers every input before row 3.
     np.testing.assert_array_equal(np.load(path)["sum"], x[:3].sum(axis=1))
     rows = io.resumable_rows(path, {}, fn, x, batch_size=2)
@@ -346,7 +351,3 @@ def test_resumable_rows_compute_identical_inputs_once(tmp_path):
     assert calls == []
     np.testing.assert_array_equal(rows["sum"], more.sum(axis=1))
     np.testing.assert_array_equal(np.load(path)["square"], more**2)
-
-
-def _stop():
-    raise KeyboardInterrupt
