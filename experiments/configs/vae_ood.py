@@ -9,7 +9,7 @@ plus the intensity-scaling ablation (OOD pixels × s) for vanilla vs Lipschitz.
     python -m experiments.main --config experiments/configs/vae_ood.py \
         --workdir runs/vae_ood [--mode {train,score,report,all}]
 
-Options (``...vae_ood.py:OPTION``): none (2 CPU cores, about 40 minutes of training
+Options (``...vae_ood.py:OPTION``): none (2 CPU cores, 76 minutes of training
 and scoring), ``smoke`` (seconds, for tests). Expect the hole indicator to beat the
 raw likelihood on FMNIST → MNIST-5k (vanilla VAE 0.98 here; the paper's 0.874 is
 presumably its S-VAE) and the vanilla VAE's hole indicator to fall at large
