@@ -9,8 +9,8 @@ plus the intensity-scaling ablation (OOD pixels × s) for vanilla vs Lipschitz.
     python -m experiments.main --config experiments/configs/vae_ood.py \
         --workdir runs/vae_ood [--mode {train,score,report,all}]
 
-Options (``...vae_ood.py:OPTION``): none (2 CPU cores, 76 minutes of training
-and scoring), ``smoke`` (seconds, for tests). Expect the hole indicator to beat the
+Options (``...vae_ood.py:OPTION``): none (2 CPU cores, 76 minutes of training,
+then scoring), ``smoke`` (seconds, for tests). Expect the hole indicator to beat the
 raw likelihood on FMNIST → MNIST-5k (vanilla VAE 0.98 here; the paper's 0.874 is
 presumably its S-VAE) and the vanilla VAE's hole indicator to fall at large
 intensity scales while the Lipschitz one holds.
