@@ -401,8 +401,8 @@ def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> 
         least = enough[0]
         bound = d / least["work"]
         cost = (
-            f"; at this machine's cost per SLQ step ({step_cost:.1f}× an exact "
-            f"column, below) {bound / step_cost:.2f}×"
+            f"; at this machine's cost per SLQ product ({step_cost:.1f}× an "
+            f"exact column, below) {bound / step_cost:.2f}×"
             if step_cost
             else ""
         )
@@ -421,8 +421,9 @@ def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> 
 
 
 def _step_cost(lid: dict | None) -> float | None:
-    """Seconds per JVP + VJP of the flow's own SLQ over seconds per JVP of the exact
-    path, median over the settings ``lid_speed`` timed at D = 1,024."""
+    """Seconds per Jacobian product (a JVP or a VJP) of the flow's own SLQ over
+    seconds per JVP of the exact path, median over the settings ``lid_speed`` timed
+    at D = 1,024."""
     if not lid:
         return None
     r = lid["slq"]["1024"]
@@ -488,9 +489,10 @@ def slq_limits_section(r: dict, lid: dict | None = None) -> str:
         for x in a["rows"]
     )
     cost_line = (
-        f"On these cores a step of the flow's own SLQ (one JVP and one VJP) costs "
-        f"{step_cost:.1f}× a column of the exact Jacobian (one JVP in a batch of "
-        "128; median over the settings of `lid_speed` at D = 1,024)."
+        f"On these cores each Jacobian product of the flow's own SLQ (a JVP or a "
+        f"VJP; a Lanczos step takes one of each) costs {step_cost:.1f}× a column of "
+        "the exact Jacobian (one JVP in a batch of 128; median over the settings of "
+        "`lid_speed` at D = 1,024)."
         if step_cost
         else ""
     )
