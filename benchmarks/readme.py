@@ -358,7 +358,7 @@ def _met_all(row: dict, bar: float) -> bool:
     )
 
 
-def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> str:
+def _limits_table(r: dict, bar: float, goal: float, product_cost: float | None) -> str:
     d = r["num_dims"]
     rows = sorted(r["rows"], key=lambda x: (x["work"], x["num_probes"]))
     lines = [
@@ -401,9 +401,9 @@ def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> 
         least = enough[0]
         bound = d / least["work"]
         cost = (
-            f"; at this machine's cost per SLQ product ({step_cost:.1f}× an "
-            f"exact column, below) {bound / step_cost:.2f}×"
-            if step_cost
+            f"; at this machine's cost per SLQ product ({product_cost:.1f}× an "
+            f"exact column, below) {bound / product_cost:.2f}×"
+            if product_cost
             else ""
         )
         lines.append(
@@ -420,7 +420,7 @@ def _limits_table(r: dict, bar: float, goal: float, step_cost: float | None) -> 
     return "\n".join(lines)
 
 
-def _step_cost(lid: dict | None) -> float | None:
+def _product_cost(lid: dict | None) -> float | None:
     """Seconds per Jacobian product (a JVP or a VJP) of the flow's own SLQ over
     seconds per JVP of the exact path, median over the settings ``lid_speed`` timed
     at D = 1,024."""
@@ -447,10 +447,12 @@ def _method(name: str) -> str:
 
 def slq_limits_section(r: dict, lid: dict | None = None) -> str:
     """``benchmarks/slq_limits.py``: the work SLQ needs for the 2 % and 0.01 bars."""
-    step_cost = _step_cost(lid)
+    product_cost = _product_cost(lid)
     goals = {int(k): v for k, v in r["goals"].items()}
     tables = "\n\n".join(
-        _limits_table(r[k], r["bar"], goals[int(k)], step_cost if k == "1024" else None)
+        _limits_table(
+            r[k], r["bar"], goals[int(k)], product_cost if k == "1024" else None
+        )
         for k in ("1024", "3072")
     )
     c, a = r["1024"].get("check"), r["auroc"]
@@ -490,10 +492,10 @@ def slq_limits_section(r: dict, lid: dict | None = None) -> str:
     )
     cost_line = (
         f"On these cores each Jacobian product of the flow's own SLQ (a JVP or a "
-        f"VJP; a Lanczos step takes one of each) costs {step_cost:.1f}× a column of "
+        f"VJP; a Lanczos step takes one of each) costs {product_cost:.1f}× a column of "
         "the exact Jacobian (one JVP in a batch of 128; median over the settings of "
         "`lid_speed` at D = 1,024)."
-        if step_cost
+        if product_cost
         else ""
     )
     notes = "".join(f"\n{line}\n" for line in (check, cost_line) if line)
