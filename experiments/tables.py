@@ -1,12 +1,14 @@
 """The generated blocks of both READMEs (top level, experiments/) and of run reports.
 
-    python -m experiments.tables [--collect runs]
+    python -m experiments.tables [--collect runs [--only NAME ...]]
 
 Each block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``
 and holds numbers only: tables, intervals, the reference numbers ("anchors") with
 their papers, and the command that produced them. They are rendered from the
 committed results files ``experiments/results/NAME.json``; ``--collect RUNS`` first
-copies the results of finished run directories there. Everything outside the blocks
+copies the results of finished run directories there (``--only`` names the blocks
+to take, so that one new run is published without recopying every other run
+directory that happens to be under RUNS). Everything outside the blocks
 is written by hand. ``tests/test_tables.py`` fails when a block is stale.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from scipy import stats
@@ -481,9 +484,18 @@ def replace_blocks(text: str, new: dict[str, str]) -> str:
     return text
 
 
-def collect(runs: Path, results_dir: Path = RESULTS) -> list[str]:
-    """Copies the results of finished runs under ``runs`` into ``results_dir``."""
-    found = [name for name, (file, _) in SOURCES.items() if (runs / file).is_file()]
+def collect(
+    runs: Path, results_dir: Path = RESULTS, only: Sequence[str] | None = None
+) -> list[str]:
+    """Copies the results of finished runs under ``runs`` into ``results_dir``:
+    every published run found there, or only the blocks named in ``only``."""
+    if unknown := sorted(set(only or ()) - set(SOURCES)):
+        raise ValueError(
+            f"No published run {unknown}: a block name comes from a `--workdir "
+            f"runs/NAME` line of the Makefile's reproduce recipe ({sorted(SOURCES)})."
+        )
+    names = SOURCES if only is None else only
+    found = [name for name in names if (runs / SOURCES[name][0]).is_file()]
     for name in found:  # through a temporary file: never half-written
         results = json.loads((runs / SOURCES[name][0]).read_text())
         io.write_json(results_dir / f"{name}.json", results)
@@ -493,9 +505,14 @@ def collect(runs: Path, results_dir: Path = RESULTS) -> list[str]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.tables")
     parser.add_argument("--collect", help="runs directory to copy results from")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="collect these blocks only"
+    )
     args = parser.parse_args(argv)
+    if args.only and not args.collect:
+        parser.error("--only needs --collect")
     if args.collect:
-        print("collected:", collect(Path(args.collect)) or "nothing")
+        print("collected:", collect(Path(args.collect), only=args.only) or "nothing")
     for path, new in blocks().items():
         text = (ROOT / path).read_text()
         for name in [n for n in new if f"<!-- generated:{n} -->" not in text]:

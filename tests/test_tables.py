@@ -46,6 +46,18 @@ def test_collect_copies_finished_runs_only(tmp_path):
     assert [p.name for p in results.iterdir()] == ["vae_ood.json"]  # no temp file
 
 
+def test_collect_only_the_named_runs(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for name in ("vae_ood", "glow_fmnist"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "results.json").write_text(json.dumps({"run": name}))
+    results.mkdir()
+    assert tables.collect(runs, results, only=["vae_ood"]) == ["vae_ood"]
+    assert [p.name for p in results.iterdir()] == ["vae_ood.json"]
+    with pytest.raises(ValueError, match="No published run.*'vae_odd'"):
+        tables.collect(runs, results, only=["vae_odd"])
+
+
 def test_general_sets_side_by_side(tmp_path):
     for name in ("glow_fmnist", "glow_mnist_5k"):
         text = (tables.RESULTS / f"{name}.json").read_text()
