@@ -124,6 +124,7 @@ bench: data $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.lid_speed --torch-python $(BENCH_VENV)/bin/python
 	$(PY) -m benchmarks.slq_limits
 	$(PY) -m benchmarks.flipd_speed
+	$(PY) -m benchmarks.ode_tolerance
 	$(PY) -m benchmarks.parallel_speed
 
 clean:

@@ -38,7 +38,8 @@ FULL = dict(images=32, batch_exact=4, batch_hutchinson=16, bundle=3, sweep=64, g
 QUICK = dict(images=4, batch_exact=2, batch_hutchinson=2, bundle=1, sweep=4, glow=1)
 
 
-def _model(quick: bool):
+def shipped_diffusion(quick: bool):
+    """The shipped Fashion-MNIST diffusion model (EMA), or a random one (quick)."""
     config = diffusion_fmnist.get_config("")
     model = diffusion_pipeline.build_model(config)
     params = diffusion.init(model, jax.random.key(0))
@@ -67,7 +68,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     tic, load = time.perf_counter(), [os.getloadavg()[0]]
-    model, params = _model(args.quick)
+    model, params = shipped_diffusion(args.quick)
     score_fn, sde = diffusion.score_function(model, params), model.sde
     images = data.load("fashion_mnist", "test")[: max(size["images"], size["sweep"])]
     y = diffusion.to_diffusion_space(images)

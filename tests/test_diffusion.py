@@ -152,6 +152,23 @@ def test_ode_likelihood_of_a_gaussian_is_exact(key):
     assert abs(float(jnp.mean(many) - exact[0])) < 3.5 * error + 0.01 * D
 
 
+def test_ode_benchmark_reports_errors_in_the_units_it_names():
+    """benchmarks/ode_tolerance: a solve that finds every image e^{D/2} times too
+    likely is half a nat/dim off and 0.5 / ln 2 bits/dim too low."""
+    from benchmarks.ode_tolerance import _compare
+
+    reference = np.array([-900.0, -800.0, -700.0, -600.0])
+    names = np.array(["a", "a", "b", "b"])
+    shifted = reference + 0.5 * 784 * np.array([1.0, 1.0, 1.0, 2.0])
+    out = _compare(shifted, reference, np.array([8, 9, 8, 12]), names, 784)
+    assert out["steps"] == [8, 12]
+    assert out["max_abs_error_nats_per_dim"] == pytest.approx(1.0)
+    bits = out["mean_error_bits_per_dim"]
+    assert bits["a"] == pytest.approx(-0.5 / np.log(2))
+    assert bits["b"] == pytest.approx(-0.75 / np.log(2))
+    assert out["spearman"] == pytest.approx(1.0)
+
+
 def _tiny_model():
     return diffusion.ScoreModel(
         diffusion.DiffusionConfig(
