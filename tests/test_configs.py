@@ -1,5 +1,8 @@
 """Configs and the command line of ``experiments.main`` (fast: nothing is trained)."""
 
+import json
+import re
+
 import pytest
 
 from experiments import configured, diffusion_pipeline, flow_pipeline, main, ship
@@ -7,6 +10,36 @@ from experiments.configs import diffusion_fmnist, glow_fmnist, vae_ood
 from jaxood import io
 
 CONFIGS = "experiments/configs/"
+RESULTS = configured.ROOT / "experiments" / "results"
+# What glow_fmnist's docstring tells users to expect, by the published result it
+# was read from: (results file, "/"-separated keys, the docstring's words).
+GI, GI_LID = "glow_fmnist_general_images", "glow_fmnist_general_images_5000_lid"
+SPLINE, WIDEST = "glow_fmnist_spline_5000_lid", "fixed_tau/-6.02 (widest ID LID)/"
+EXPECTED = [
+    ("glow_fmnist", "bpd/id/id_test", "bits/dim of Fashion-MNIST about {:.1f}"),
+    ("glow_fmnist", "metrics/likelihood/mnist_5k/auroc", "({:.2f}: the paradox)"),
+    ("glow_fmnist", "groups/5/auroc/klods_image_k2/mnist_5k/mean",
+     "KLODS-R in groups of 5 at about {:.2f}"),
+    ("glow_mnist_5k", "metrics/likelihood/fashion_mnist/auroc",
+     "Expect likelihood AUROC {:.2f}."),
+    (GI, "bpd/id/id_test", "ID test bits/dim {:.2f}"),
+    (GI, "metrics/llr/mnist_5k/auroc", "``llr`` {:.2f},"),
+    (GI, "metrics/llr_outlier/mnist_5k/auroc", "``llr_outlier`` {:.2f},"),
+    (GI, "metrics/final_scale/mnist_5k/auroc", "final scale {:.2f},"),
+    (GI, "metrics/dose/mnist_5k/auroc", "DoSE {:.2f};"),
+    (GI_LID, "pairs/mnist_5k/envelope_reported", "envelope {:.2f} at the calibrated"),
+    (GI_LID, WIDEST + "pairs/mnist_5k/envelope_reported", "{:.2f} at the widest"),
+    ("glow_mnist_5k_general_images_6000", "metrics/likelihood/fashion_mnist/auroc",
+     "likelihood {:.3f} on MNIST-5k"),
+    (SPLINE, "id_model/test_bpd", "Test bits/dim: {:.3f} on Fashion-MNIST"),
+    (SPLINE, "pairs/mnist_5k/envelope_reported", "envelope of {:.2f} at the"),
+    (SPLINE, WIDEST + "pairs/mnist_5k/envelope_reported", "and {:.2f} at the widest"),
+    (SPLINE, "pairs/mnist_5k/likelihood/auroc", "(likelihood {:.2f});"),
+    ("glow_mnist_5k_spline_1000_lid", "pairs/fashion_mnist/likelihood/auroc",
+     "likelihood and envelope {:.3f}"),
+    ("glow_mnist_5k_spline_1000_lid", "pairs/fashion_mnist/envelope_reported",
+     "likelihood and envelope {:.3f}"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -138,3 +171,15 @@ def test_the_shipped_diffusion_models_match_their_configs(option):
         configured.restore_sources(config), diffusion_pipeline.STAGE, fp
     )
     assert found is not None and (found / "params").is_dir()
+
+
+@pytest.mark.parametrize("name, keys, words", EXPECTED)
+def test_the_config_docstring_expects_the_published_numbers(name, keys, words):
+    """The expected numbers in a config's docstring are typed by hand (the
+    big_vision convention): each must still be what the published run gives."""
+    value = json.loads((RESULTS / f"{name}.json").read_text())
+    for key in keys.split("/"):
+        value = value[key]
+    docstring = re.sub(r"\s+", " ", glow_fmnist.__doc__)
+    expected = words.format(value)
+    assert expected in docstring, f"{expected!r} not in glow_fmnist's docstring"
