@@ -198,9 +198,19 @@ def resumable_rows(
             saved = time.monotonic()
             if bar.disable:
                 rate = computed / max(saved - began, 1e-9)
-                print(f"{desc}: {filled}/{n} rows saved ({rate:.2f} computed/s)",
-                      flush=True)  # fmt: skip
+                left = (len(todo) - computed) / rate
+                print(f"{desc}: {filled}/{n} rows saved ({rate:.2f} computed/s, "
+                      f"{duration(left)} left)", flush=True)  # fmt: skip
     return rows
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as "2 h 05 min", "7 min" or "40 s" (for progress lines)."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
 def _holds(stage: Path, fingerprint: dict) -> bool:

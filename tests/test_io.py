@@ -298,6 +298,20 @@ def test_resumable_rows_keep_what_was_saved_when_interrupted(tmp_path):
     np.testing.assert_array_equal(np.load(path)["sum"], x.sum(axis=1))
 
 
+def test_resumable_rows_print_what_is_left_in_background_runs(tmp_path, capsys):
+    x = np.arange(12.0).reshape(6, 2)
+    io.resumable_rows(tmp_path / "rows.npz", {}, lambda b: {"sum": b.sum(axis=1)},
+                      x, batch_size=2, desc="set", save_every=0)  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()  # no terminal: no bar, lines
+    assert [line.split(" (")[0] for line in lines] == [
+        f"set: {n}/6 rows saved" for n in (2, 4, 6)
+    ]
+    assert lines[-1].endswith(", 0 s left)")
+    assert [io.duration(s) for s in (0.4, 59.4, 60, 449, 3600, 7500)] == [
+        "0 s", "59 s", "1 min", "7 min", "1 h 00 min", "2 h 05 min"
+    ]  # fmt: skip
+
+
 def test_epoch_batches_cover_each_epoch_once():
     batches = train.epoch_batches(np.arange(10), 3, seed=4)
     epoch = np.concatenate([batches(step) for step in range(3)])
