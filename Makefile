@@ -77,7 +77,6 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k
 	$(MAIN)/glow_fmnist.py --workdir runs/glow_fmnist --mode lid
-	$(MAIN)/glow_fmnist.py:mnist_5k --workdir runs/glow_mnist_5k --mode lid
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images --mode lid

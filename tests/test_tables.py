@@ -77,6 +77,8 @@ def test_general_sets_side_by_side(tmp_path):
 def test_every_results_file_has_its_command_in_make_reproduce():
     committed = {path.stem for path in tables.RESULTS.glob("*.json")}
     assert committed <= set(tables.SOURCES), committed - set(tables.SOURCES)
+    # and every command of the recipe publishes a committed results file
+    assert set(tables.SOURCES) <= committed, set(tables.SOURCES) - committed
 
 
 def test_published_commands_drop_the_restore_switches(tmp_path):

@@ -9,9 +9,9 @@ Options (``...diffusion_fmnist.py:OPTIONS``, comma-separated):
 
 - (none): sized for 2 CPU cores: a 0.64M-parameter UNet, 7,000 steps of 64 images
   (about 90 minutes of training; the shipped EMA checkpoint of
-  ``experiments/checkpoints/diffusion_fmnist`` is restored instead), then about 40
-  minutes of scoring 1,000 images per set. The seed paper's anchor on FMNIST ->
-  MNIST: likelihood AUROC 0.240, dual threshold 0.846 (normal-bundle LID).
+  ``experiments/checkpoints/diffusion_fmnist`` is restored instead), then about an
+  hour of scoring 1,000 images per set. The seed paper's anchor on FMNIST -> MNIST:
+  likelihood AUROC 0.240, dual threshold 0.846 (normal-bundle LID).
 - ``mnist_5k``: the reverse pair, MNIST-5k in-distribution, Fashion-MNIST out
   (expect a likelihood AUROC near 1).
 - ``smoke``: a few steps of a tiny model (tests).
