@@ -48,6 +48,17 @@ def shipped_diffusion(quick: bool):
     return model, params
 
 
+def diffusion_header(quick: bool) -> dict:
+    """The machine, jax and the model of a benchmark of :func:`shipped_diffusion`."""
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0]}",
+        "jax": jax.__version__,
+        "model": "random-init diffusion model"
+        if quick
+        else "shipped Fashion-MNIST diffusion model (EMA)",
+    }
+
+
 def _per_image(fn, args_list, batch: int) -> tuple[float, float, list]:
     compiled, seconds = compile_ahead(fn, args_list[0])
     median, outputs = time_interleaved({"fn": (compiled, args_list)})
@@ -111,11 +122,7 @@ def main(argv=None) -> None:
     hutch_values = np.concatenate([np.asarray(o)[:, 0] for o in hutch[2]])
     bundle_values = np.array([int(o.lid) for o in nb[2]])
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0]}",
-        "jax": jax.__version__,
-        "model": "shipped Fashion-MNIST diffusion model (EMA)"
-        if not args.quick
-        else "random-init diffusion model",
+        **diffusion_header(args.quick),
         "t0": T0,
         "images": size["images"],
         "timings": timings,

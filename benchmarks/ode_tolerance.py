@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import time
 
 import jax
@@ -30,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks import readme
-from benchmarks.flipd_speed import shipped_diffusion
+from benchmarks.flipd_speed import diffusion_header, shipped_diffusion
 from experiments.configs import diffusion_fmnist
 from jaxood import data, diffusion
 
@@ -105,11 +104,7 @@ def main(argv=None) -> None:
     load.append(os.getloadavg()[0])
     score = diffusion_fmnist.get_config("").score
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0]}",
-        "jax": jax.__version__,
-        "model": "shipped Fashion-MNIST diffusion model (EMA)"
-        if not args.quick
-        else "random-init diffusion model",
+        **diffusion_header(args.quick),
         "images_per_set": count,
         "sets": list(SETS),
         "reference": {
