@@ -91,6 +91,7 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_1000 --mode lid --config.lid.num_eval=1000
+	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.max_eval=5000
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_1000 --mode lid --config.lid.num_eval=1000
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all',)"
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood

@@ -488,14 +488,19 @@ def collect(
     runs: Path, results_dir: Path = RESULTS, only: Sequence[str] | None = None
 ) -> list[str]:
     """Copies the results of finished runs under ``runs`` into ``results_dir``:
-    every published run found there, or only the blocks named in ``only``."""
+    every published run found there, or exactly the blocks named in ``only`` (each
+    must be finished: asking for a run by name and silently getting nothing would
+    leave the old block in place)."""
     if unknown := sorted(set(only or ()) - set(SOURCES)):
         raise ValueError(
-            f"No published run {unknown}: a block name comes from a `--workdir "
-            f"runs/NAME` line of the Makefile's reproduce recipe ({sorted(SOURCES)})."
+            f"No published run {unknown}: a block name is the `--workdir runs/NAME` "
+            f"of a line of the Makefile's reproduce recipe, plus `_lid` for "
+            f"`--mode lid` ({sorted(SOURCES)})."
         )
-    names = SOURCES if only is None else only
+    names = SOURCES if only is None else dict.fromkeys(only)
     found = [name for name in names if (runs / SOURCES[name][0]).is_file()]
+    if missing := [runs / SOURCES[n][0] for n in names if n not in found and only]:
+        raise FileNotFoundError(f"Not finished (no results file): {missing}")
     for name in found:  # through a temporary file: never half-written
         results = json.loads((runs / SOURCES[name][0]).read_text())
         io.write_json(results_dir / f"{name}.json", results)
@@ -506,13 +511,23 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.tables")
     parser.add_argument("--collect", help="runs directory to copy results from")
     parser.add_argument(
-        "--only", nargs="+", metavar="NAME", help="collect these blocks only"
+        "--only", nargs="+", metavar="NAME", help="collect these runs only"
     )
     args = parser.parse_args(argv)
     if args.only and not args.collect:
         parser.error("--only needs --collect")
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    if unmarked := [n for n in args.only or () if f"generated:{n} -->" not in readme]:
+        parser.error(
+            f"experiments/README.md has no block {unmarked}: add the "
+            f"markers <!-- generated:NAME --> <!-- /generated:NAME --> first"
+        )
     if args.collect:
-        print("collected:", collect(Path(args.collect), only=args.only) or "nothing")
+        try:
+            found = collect(Path(args.collect), only=args.only)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+        print("collected:", found or "nothing")
     for path, new in blocks().items():
         text = (ROOT / path).read_text()
         for name in [n for n in new if f"<!-- generated:{n} -->" not in text]:

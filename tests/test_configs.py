@@ -35,9 +35,9 @@ EXPECTED = [
     (SPLINE, "pairs/mnist_5k/envelope_reported", "envelope of {:.2f} at the"),
     (SPLINE, WIDEST + "pairs/mnist_5k/envelope_reported", "and {:.2f} at the widest"),
     (SPLINE, "pairs/mnist_5k/likelihood/auroc", "(likelihood {:.2f});"),
-    ("glow_mnist_5k_spline_1000_lid", "pairs/fashion_mnist/likelihood/auroc",
+    ("glow_mnist_5k_spline_5000_lid", "pairs/fashion_mnist/likelihood/auroc",
      "likelihood and envelope {:.3f}"),
-    ("glow_mnist_5k_spline_1000_lid", "pairs/fashion_mnist/envelope_reported",
+    ("glow_mnist_5k_spline_5000_lid", "pairs/fashion_mnist/envelope_reported",
      "likelihood and envelope {:.3f}"),
 ]  # fmt: skip
 

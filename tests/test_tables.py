@@ -56,6 +56,18 @@ def test_collect_only_the_named_runs(tmp_path):
     assert [p.name for p in results.iterdir()] == ["vae_ood.json"]
     with pytest.raises(ValueError, match="No published run.*'vae_odd'"):
         tables.collect(runs, results, only=["vae_odd"])
+    # A run asked for by name but not finished is an error, not "nothing".
+    with pytest.raises(FileNotFoundError, match="dose_fmnist/results.json"):
+        tables.collect(runs, results, only=["vae_ood", "dose_fmnist"])
+    assert tables.collect(runs, results) == ["glow_fmnist", "vae_ood"]  # all found
+
+
+def test_only_a_run_with_a_block_is_collected(tmp_path, monkeypatch, capsys):
+    # A name in the recipe whose README block is missing: refused before copying.
+    monkeypatch.setitem(tables.SOURCES, "vae_new", ("vae_new/results.json", ""))
+    with pytest.raises(SystemExit):
+        tables.main(["--collect", str(tmp_path), "--only", "vae_new"])
+    assert "has no block ['vae_new']" in capsys.readouterr().err
 
 
 def test_general_sets_side_by_side(tmp_path):
