@@ -421,9 +421,9 @@ def _limits_table(r: dict, bar: float, goal: float, product_cost: float | None) 
 
 
 def _product_cost(lid: dict | None) -> float | None:
-    """Seconds per Jacobian product (a JVP or a VJP) of the flow's own SLQ over
-    seconds per JVP of the exact path, median over the settings ``lid_speed`` timed
-    at D = 1,024."""
+    """Seconds per Jacobian product (a JVP or a VJP) of the flow's own SLQ over the
+    exact path's seconds per image / D (its D JVPs, SVD and estimators together),
+    median over the settings ``lid_speed`` timed at D = 1,024."""
     if not lid:
         return None
     r = lid["slq"]["1024"]
@@ -492,9 +492,9 @@ def slq_limits_section(r: dict, lid: dict | None = None) -> str:
     )
     cost_line = (
         f"On these cores each Jacobian product of the flow's own SLQ (a JVP or a "
-        f"VJP; a Lanczos step takes one of each) costs {product_cost:.1f}× a column of "
-        "the exact Jacobian (one JVP in a batch of 128; median over the settings of "
-        "`lid_speed` at D = 1,024)."
+        f"VJP; a Lanczos step takes one of each) costs {product_cost:.1f}× the exact "
+        "path's time per image / D (its D JVPs in batches of 128, the SVD and the "
+        "estimators; median over the settings of `lid_speed` at D = 1,024)."
         if product_cost
         else ""
     )
