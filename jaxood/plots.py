@@ -89,16 +89,16 @@ def line_panels(
     Args:
         specs: mappings with ``series``, ``{label: (x, y)}`` or ``(x, y, yerr)``,
             drawn as lines (markers when a series has at most 20 points; points
-            alone with ``scatter=True``), and optionally ``title``, ``xlabel``,
-            ``ylabel``, ``xscale``, ``ylim`` and ``vline`` (an x marked by a
-            dotted line, e.g. a chosen threshold).
+            alone with ``scatter=True``, the first series on top), and optionally
+            ``title``, ``xlabel``, ``ylabel``, ``xscale``, ``ylim`` and ``vline``
+            (an x marked by a dotted line, e.g. a chosen threshold).
         path: the PNG to write.
     """
     fig, axes = panels(len(specs), width, height)
     for ax, spec in zip(axes[0], specs, strict=True):
-        for label, (x, y, *yerr) in spec["series"].items():
-            if spec.get("scatter"):
-                ax.scatter(x, y, s=6, alpha=0.5, label=label)
+        for i, (label, (x, y, *yerr)) in enumerate(spec["series"].items()):
+            if spec.get("scatter"):  # the first series (ID, often the smaller) on top
+                ax.scatter(x, y, s=6, alpha=0.5, label=label, zorder=-i)
                 continue
             marker = "o" if len(x) <= 20 else None
             ax.errorbar(x, y, yerr=yerr[0] if yerr else None, marker=marker,

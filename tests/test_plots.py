@@ -57,7 +57,8 @@ def test_line_panels_draw_every_series_as_asked(tmp_path, monkeypatch):
         [
             {"series": {"a": (x, x**2, np.ones(5)), "b": (x, -x)}, "xscale": "log",
              "ylim": (0, 1), "vline": 2.0, "title": "curves"},
-            {"series": {"c": (x, x)}, "scatter": True, "xlabel": "log p"},
+            {"series": {"c": (x, x), "d": (x, x)}, "scatter": True,
+             "xlabel": "log p"},
             {"series": {}},
         ],
         tmp_path / "unused.png",
@@ -67,7 +68,9 @@ def test_line_panels_draw_every_series_as_asked(tmp_path, monkeypatch):
     assert curves.get_ylim() == (0, 1) and len(curves.containers) == 2  # errorbars
     assert [t.get_text() for t in curves.get_legend().get_texts()] == ["a", "b"]
     assert any(list(line.get_xdata()) == [2.0, 2.0] for line in curves.lines)
-    assert len(points.collections) == 1 and points.get_xlabel() == "log p"
+    assert len(points.collections) == 2 and points.get_xlabel() == "log p"
+    c, d = points.collections  # the first series (the ID set) drawn on top
+    assert c.get_zorder() > d.get_zorder()
     assert empty.get_legend() is None
     monkeypatch.undo()
     plots.line_panels([{"series": {"a": (x, x)}}], tmp_path / "one.png")
