@@ -7,7 +7,8 @@ Uses the ID model of a flow config (restored or trained first); the counts are
 ``config.lid``. Per evaluation image: the decoder's Jacobian spectrum at z0 = f⁻¹(x)
 (``jaxood.lid.flow_spectra``) and log p(x), saved once a minute under
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
-counts only computes the new images. τ is calibrated by bisection so that the mean
+counts only computes the new images (``config.lid.rows_from`` starts a run from another
+run directory's rows of the same model). τ is calibrated by bisection so that the mean
 LID of the calibration images equals a JAX lPCA estimate on the training data; the
 dual threshold is also reported at the fixed ``config.lid.fixed_log_taus`` and at
 the log τ where the LID of the validation images varies most.
@@ -17,12 +18,14 @@ Writes ``lid/results.json`` and ``lid/lid.png``; the flow pipeline then writes
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import configured
 from jaxood import data, detectors, flows, io, lid, parallel, plots
 
 BATCH = 4
@@ -48,6 +51,9 @@ def run(
     ood_sets = [name for name in sets if name.startswith("ood/")]
     out.mkdir(exist_ok=True)
     chosen, key = chosen_sets(sets, lc), rows_key(training)
+    if lc.rows_from:
+        seeded = seed_rows(out, configured.resolve(lc.rows_from) / "lid", chosen)
+        print(f"rows from {lc.rows_from}: {', '.join(seeded) or 'none'}")
 
     def rows(fn, name, count=None, prefix=""):  # resumable: saved once a minute
         file, images = rows_file(out, name, prefix), chosen[name][:count]
@@ -142,6 +148,30 @@ def chosen_sets(sets: dict[str, np.ndarray], lc) -> dict[str, np.ndarray]:
               "validation": sets["id_val"][: lc.num_validation]}  # fmt: skip
     evaluated = ("id_test", *(n for n in sets if n.startswith("ood/")))
     return chosen | {n: sets[n][: lc.num_eval] for n in evaluated}
+
+
+def seed_rows(out: Path, source: Path, names) -> list[str]:
+    """Copies into ``out`` the cached rows of ``names`` (spectra, LIDL, the ID test
+    log p) that another run's ``lid/`` folder ``source`` holds and ``out`` does not:
+    runs that differ only in their OOD sets then compute the ID sets' spectra once
+    (hours for 5,000 images on 2 cores). The copies are checked as the run's own
+    rows are (``io.resumable_rows``): rows of another model or of other images are
+    recomputed, never mixed in. Returns the names of the files copied.
+    """
+    if not source.is_dir():
+        raise FileNotFoundError(f"lid.rows_from: no LID cache {source}")
+    stems = [
+        rows_file(source, n, prefix).stem for n in names for prefix in ("", "lidl_")
+    ]
+    copied = []
+    for stem in [*stems, "id_test_log_p"]:  # its key file: id_test_log_p_key.json
+        ends = (".npz", ".key.json", "_key.json")
+        files = [f for f in (source / f"{stem}{end}" for end in ends) if f.exists()]
+        if files and not (out / f"{stem}.npz").exists():
+            for file in files:
+                shutil.copy2(file, out / file.name)
+            copied.append(stem)
+    return copied
 
 
 def rows_key(training: dict) -> dict:  # what cached rows belong to: the ID model

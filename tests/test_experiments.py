@@ -467,6 +467,30 @@ def test_spectra_computed_elsewhere_fill_the_lid_cache(runs, tmp_path, monkeypat
     assert lid["counts"]["id_test"] == 5
 
 
+@pytest.mark.extended  # ~1 min (CI time): two smoke LID runs
+def test_a_run_of_the_same_model_starts_from_anothers_spectra(
+    tmp_path, data_dir, monkeypatch
+):
+    """``lid.rows_from``: the ID model restored in another run directory keeps its
+    key, so the first run's cached rows serve the second; no spectrum is computed
+    again, and the results are the same."""
+    del data_dir  # prepared offline data
+    first, second = tmp_path / "first", tmp_path / "second"
+    command = ["--config", f"{CONFIGS}glow_fmnist.py:smoke", "--mode", "lid"]
+    run_main(*command, "--workdir", str(first))
+
+    def no_spectra(*args, **kwargs):
+        raise AssertionError("a spectrum was computed again")
+
+    monkeypatch.setattr("jaxood.lid.flow_spectra_images", no_spectra)
+    monkeypatch.setattr("jaxood.lid.flow_lidl_images", no_spectra)
+    run_main(*command, "--workdir", str(second), f"--config.checkpoints={first}",
+             f"--config.lid.rows_from={first}")  # fmt: skip
+    a, b = (json.loads((d / "lid" / "results.json").read_text())
+            for d in (first, second))  # fmt: skip
+    assert a["pairs"] == b["pairs"] and a["counts"] == b["counts"]
+
+
 def test_each_offloaded_call_keeps_its_own_entry():
     """Two calls for one run directory recheck the same reference images; both
     entries stay, so the table shows how much the accelerator varies between calls."""

@@ -167,6 +167,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.lid.lpca_alpha = 1e-3
     c.lid.envelope_resamples = 200  # bootstrap of the envelope's interval
     c.lid.fixed_log_taus = (-3.0,)  # the authors' threshold, beside the calibrated one
+    # Another run directory of the same ID model whose cached spectra this run starts
+    # from (runs that differ only in their OOD sets compute the ID sets once).
+    c.lid.rows_from = ""
 
     c.report = ml_collections.ConfigDict()
     c.report.sample_temperature = 0.7
