@@ -8,8 +8,9 @@ their papers, and the command that produced them. They are rendered from the
 committed results files ``experiments/results/NAME.json``; ``--collect RUNS`` first
 copies the results of finished run directories there (``--only`` names the blocks
 to take, so that one new run is published without recopying every other run
-directory that happens to be under RUNS). Everything outside the blocks
-is written by hand. ``tests/test_tables.py`` fails when a block is stale.
+directory that happens to be under RUNS); the figures of ``experiments.figures``
+are redrawn from the same files. Everything outside the blocks is written by hand.
+``tests/test_tables.py`` fails when a block or a figure is stale.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from scipy import stats
 
+from experiments import figures
 from jaxood import io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -535,6 +537,8 @@ def main(argv=None) -> None:
             del new[name]
         (ROOT / path).write_text(replace_blocks(text, new))
         print(f"wrote {ROOT / path}")
+    for figure in figures.write():
+        print(f"wrote {figure}")
 
 
 if __name__ == "__main__":

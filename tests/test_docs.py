@@ -59,3 +59,25 @@ def test_the_benchmarks_readme_is_generated_from_its_results():
     from benchmarks import readme
 
     assert (readme.HERE / "README.md").read_text() == readme.render()
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.md"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    broken = []
+    for name in tracked:
+        text = (ROOT / name).read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.split("#")[0]
+            if (
+                path
+                and "://" not in path
+                and not (ROOT / name).parent.joinpath(path).exists()
+            ):
+                broken.append(f"{name}: {target}")
+    assert broken == []

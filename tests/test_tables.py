@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from experiments import main, tables
+from experiments import figures, main, tables
+from jaxood import plots
 
 
 def test_generated_blocks_are_fresh():
@@ -19,6 +20,19 @@ def test_generated_blocks_are_fresh():
         )
         # Every block in the README has its results file, and the other way round.
         assert set(re.findall(r"<!-- generated:(\w+) -->", text)) == set(new), path
+
+
+def test_figures_are_fresh(tmp_path):
+    plt = plots.pyplot()
+    drawn = figures.write(out=tmp_path)
+    assert [p.name for p in drawn] == ["lid_tau.png"]
+    for path in drawn:  # pixels, not bytes: the PNG's metadata may differ
+        committed = figures.FIGURES / path.name
+        assert (plt.imread(path) == plt.imread(committed)).all(), (
+            f"{committed} is stale against experiments/results/: run "
+            "`python -m experiments.tables`"
+        )
+    assert figures.write(tmp_path / "no_results", tmp_path) == []
 
 
 def test_every_block_names_its_command_and_results_file():
