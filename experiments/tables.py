@@ -519,7 +519,8 @@ def main(argv=None) -> None:
     if args.only and not args.collect:
         parser.error("--only needs --collect")
     readme = (ROOT / "experiments" / "README.md").read_text()
-    if unmarked := [n for n in args.only or () if f"generated:{n} -->" not in readme]:
+    marked = [n for n in args.only or () if f"generated:{n} -->" in readme]
+    if unmarked := [n for n in args.only or () if n in SOURCES and n not in marked]:
         parser.error(
             f"experiments/README.md has no block {unmarked}: add the "
             f"markers <!-- generated:NAME --> <!-- /generated:NAME --> first"
