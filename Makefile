@@ -81,19 +81,19 @@ reproduce: data
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images --mode lid
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images --mode lid
-	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all', 'animal_mnist:all')"
+	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all', 'animal_mnist:all')" --config.lid.rows_from=runs/glow_fmnist_general_images
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_flips --mode lid --config.lid.num_eval=5000 --config.data.ood="('fashion_mnist_vflip:test', 'fashion_mnist_inverted:test')" --config.lid.rows_from=runs/glow_fmnist_general_images_5000
 	$(MAIN)/glow_fmnist.py:general_images --workdir runs/glow_fmnist_general_images_synthetic_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('uniform_noise:test', 'constant:test')" --config.lid.rows_from=runs/glow_fmnist_general_images_5000
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --config.stages.id_steps=6000 --config.stages.snapshots="(1000, 2000, 3000, 4000, 5000)" $(FROM_RUNS)
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000 --mode lid --config.lid.num_eval=1000 --config.stages.id_steps=6000 $(FROM_RUNS)
-	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000_5000 --mode lid --config.lid.num_eval=5000 --config.data.max_eval=5000 --config.stages.id_steps=6000 $(FROM_RUNS)
+	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_6000_5000 --mode lid --config.lid.num_eval=5000 --config.data.max_eval=5000 --config.stages.id_steps=6000 --config.lid.rows_from=runs/glow_mnist_5k_general_images_6000 $(FROM_RUNS)
 	$(MAIN)/glow_fmnist.py:mnist_5k,general_images --workdir runs/glow_mnist_5k_general_images_1000 --mode lid --config.lid.num_eval=1000 --config.checkpoints=runs/glow_mnist_5k_general_images
 	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline --mode lid $(SHIPPED)
 	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline --mode lid $(SHIPPED)
-	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_1000 --mode lid --config.lid.num_eval=1000
-	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.max_eval=5000
-	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_1000 --mode lid --config.lid.num_eval=1000
-	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all',)"
+	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_1000 --mode lid --config.lid.num_eval=1000 --config.lid.rows_from=runs/glow_mnist_5k_spline
+	$(MAIN)/glow_fmnist.py:mnist_5k,spline --workdir runs/glow_mnist_5k_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.max_eval=5000 --config.lid.rows_from=runs/glow_mnist_5k_spline_1000
+	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_1000 --mode lid --config.lid.num_eval=1000 --config.lid.rows_from=runs/glow_fmnist_spline
+	$(MAIN)/glow_fmnist.py:spline --workdir runs/glow_fmnist_spline_5000 --mode lid --config.lid.num_eval=5000 --config.data.ood="('mnist_5k:all',)" --config.lid.rows_from=runs/glow_fmnist_spline_1000
 	$(MAIN)/vae_ood.py --workdir runs/vae_ood
 	$(MAIN)/dose_fmnist.py --workdir runs/dose_fmnist
 	$(MAIN)/diffusion_fmnist.py --workdir runs/diffusion_fmnist $(SHIPPED)

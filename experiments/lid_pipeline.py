@@ -52,8 +52,9 @@ def run(
     out.mkdir(exist_ok=True)
     chosen, key = chosen_sets(sets, lc), rows_key(training)
     if lc.rows_from:
-        seeded = seed_rows(out, configured.resolve(lc.rows_from) / "lid", chosen)
-        print(f"rows from {lc.rows_from}: {', '.join(seeded) or 'none'}")
+        source = configured.resolve(lc.rows_from) / "lid"
+        if seeded := seed_rows(out, source, chosen):
+            print(f"rows from {source}: {', '.join(seeded)}")
 
     def rows(fn, name, count=None, prefix=""):  # resumable: saved once a minute
         file, images = rows_file(out, name, prefix), chosen[name][:count]
@@ -156,10 +157,13 @@ def seed_rows(out: Path, source: Path, names) -> list[str]:
     runs that differ only in their OOD sets then compute the ID sets' spectra once
     (hours for 5,000 images on 2 cores). The copies are checked as the run's own
     rows are (``io.resumable_rows``): rows of another model or of other images are
-    recomputed, never mixed in. Returns the names of the files copied.
+    recomputed, never mixed in. Returns the names of the files copied; none, with a
+    warning, when ``source`` does not exist (a published command then still runs on
+    its own, computing every row).
     """
     if not source.is_dir():
-        raise FileNotFoundError(f"lid.rows_from: no LID cache {source}")
+        print(f"WARNING lid.rows_from: no LID cache {source}; every row is computed")
+        return []
     stems = [
         rows_file(source, n, prefix).stem for n in names for prefix in ("", "lidl_")
     ]
