@@ -67,7 +67,9 @@ format: $(STAMP)
 # command resumes: finished models are kept, an interrupted one resumes, cached scores
 # are reused, so an interrupted reproduction is finished by running it again.
 # `make reproduce REPRODUCE_FLAGS=--shipped` restores the shipped Fashion-MNIST
-# Glows instead of training them again (over an hour less on 2 cores).
+# Glows instead of training them again (over an hour less on 2 cores). A LID line
+# with `--config.lid.rows_from=runs/X` takes the spectra that run X computed for the
+# same model (the larger runs restore the shipped models: with --shipped, X's too).
 REPRODUCE_FLAGS ?=
 SHIPPED := $(if $(findstring --shipped,$(REPRODUCE_FLAGS)),,--config.checkpoints=)
 # Without --shipped, the shipped 6,000-step MNIST-5k models are not restored either:

@@ -1,12 +1,12 @@
 """Figures of published results, drawn from the committed results files only (as the
 tables are), so that ``python -m experiments.tables`` redraws them after a rerun.
 
-``lid_tau``: where the LID of the two flows separates the LID pair, on every image.
-For FMNIST → MNIST-5k and the reverse pair, each model's LID-only AUROC over the
-sweep of log τ (a bound: τ read off the test pair), with the τ each rule picks
-without OOD data (lPCA-calibrated, the authors' −3, widest ID LID), and the mean
-threshold LID of the ID and OOD test images over the same sweep.
-"""
+``lid_tau``: at which τ threshold LID tells the two test sets apart, on every image,
+for both flows. For FMNIST → MNIST-5k and the reverse pair: each model's LID-only
+AUROC over the sweep of log τ (a bound: the best τ is read off the test pair), with
+the τ each rule picks from ID data alone marked on the curve (lPCA-calibrated, the
+authors' −3, widest ID LID), and the mean threshold LID of the ID and OOD test
+images over the same sweep."""
 
 from __future__ import annotations
 
@@ -29,22 +29,27 @@ LID_RUNS = {
         ("glow_mnist_5k_spline_5000_lid", "fashion_mnist", "spline flow"),
     ],
 }
-# What each τ rule is drawn with: (results key, marker, label).
-TAU_RULES = [("calibrated", "o", "calibrated"), ("-3", "s", "log τ = −3"),
-             ("widest", "^", "widest ID LID")]  # fmt: skip
+# Each τ rule: its label, then its marker and size (hollow, so that two rules that
+# pick nearly the same τ, such as -2.99 and -3, both stay visible).
+TAU_RULES = {"calibrated": ("o", 9), "log τ = −3": ("s", 5), "widest ID LID": ("^", 7)}
 
 
-def rule_taus(r: dict) -> dict[str, float]:
-    """The log τ each rule chose in results ``r``."""
-    widest = r["rank_and_both"]["log_taus"][1]
-    return {"calibrated": r["log_tau"], "-3": -3.0, "widest": widest}
+def rule_points(r: dict, ood: str) -> dict[str, tuple[float, float]]:
+    """Rule label -> (log τ, LID-only AUROC) of results ``r`` on the OOD set ``ood``."""
+    fixed = {label.split()[0]: v for label, v in r["fixed_tau"].items()}
+    (widest,) = [v for label, v in r["fixed_tau"].items() if "widest" in label]
+    widest_tau = r["rank_and_both"]["log_taus"][1]
+    at = {"calibrated": (r["log_tau"], r["pairs"]),
+          "log τ = −3": (-3.0, fixed["-3"]["pairs"]),
+          "widest ID LID": (widest_tau, widest["pairs"])}  # fmt: skip
+    return {k: (tau, pairs[ood]["lid_only"]["auroc"]) for k, (tau, pairs) in at.items()}
 
 
 def lid_tau(results: dict[str, dict], anchor: tuple[float, str], path: Path) -> None:
     """The ``lid_tau`` figure from ``results`` (name -> results of ``LID_RUNS``);
     ``anchor``: the seed's dual envelope and its source, drawn as a line."""
     plt = plots.pyplot()
-    fig, axes = plots.panels(2, 5.0, 3.6, rows=2)
+    fig, axes = plots.panels(2, 5.0, 4.2, rows=2)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, (pair, runs) in zip(axes, LID_RUNS.items(), strict=True):
         auroc, curves = row
@@ -52,12 +57,11 @@ def lid_tau(results: dict[str, dict], anchor: tuple[float, str], path: Path) -> 
             r = results[name]
             taus, sweep = r["tau_sweep"]["log_taus"], r["tau_sweep"]["lid_only"][ood]
             auroc.plot(taus, sweep, color=colour, label=model)
-            for rule, marker, label in TAU_RULES:  # the rules' labels once
-                tau = rule_taus(r)[rule]
-                at = r["pairs"] if rule == "calibrated" else _fixed(r, tau)
-                label = label if colour == colours[0] else None
-                value = at[ood]["lid_only"]["auroc"]
-                auroc.plot(tau, value, marker, color=colour, label=label)
+            for rule, (tau, value) in rule_points(r, ood).items():
+                marker, size = TAU_RULES[rule]
+                label = rule if colour == colours[0] else None  # each rule once
+                auroc.plot(tau, value, marker, color=colour, markersize=size,
+                           markerfacecolor="none", label=label)  # fmt: skip
             for s, style, who in (
                 ("id_test", "-", "ID test"),
                 (f"ood/{ood}", "--", ood),
@@ -68,20 +72,16 @@ def lid_tau(results: dict[str, dict], anchor: tuple[float, str], path: Path) -> 
         if pair.startswith("FMNIST"):
             label = f"{anchor[0]:.3f}: {anchor[1]}"
             auroc.axhline(anchor[0], color="black", linestyle=":", label=label)
-        title = f"{pair}: LID only, τ chosen on the test pair"
-        auroc.set(title=title, xlabel="log τ", ylabel="AUROC (OOD positive)",
-                  ylim=plots.AUROC_LIMITS)  # fmt: skip
+        auroc.set(title=f"{pair}: LID only", xlabel="log τ",
+                  ylabel="AUROC (OOD positive)", ylim=plots.AUROC_LIMITS)  # fmt: skip
         curves.set(title=f"{pair}: mean threshold LID", xlabel="log τ",
                    ylabel="LID (of D = 1,024)")  # fmt: skip
-        auroc.legend(fontsize=6)
+        # Below the axes: inside, it would hide part of a curve.
+        auroc.legend(
+            fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3
+        )
         curves.legend(fontsize=6)
     plots.save(fig, path)
-
-
-def _fixed(r: dict, tau: float) -> dict:
-    """The pairs of ``r`` at the fixed log τ ``tau`` (labelled by its value)."""
-    (label,) = [k for k in r["fixed_tau"] if abs(float(k.split()[0]) - tau) < 5e-3]
-    return r["fixed_tau"][label]["pairs"]
 
 
 def write(results_dir: Path = RESULTS, out: Path = FIGURES) -> list[Path]:

@@ -53,7 +53,7 @@ def run(
     chosen, key = chosen_sets(sets, lc), rows_key(training)
     if lc.rows_from:
         source = configured.resolve(lc.rows_from) / "lid"
-        if seeded := seed_rows(out, source, chosen):
+        if seeded := seed_rows(out, source, chosen, key):
             print(f"rows from {source}: {', '.join(seeded)}")
 
     def rows(fn, name, count=None, prefix=""):  # resumable: saved once a minute
@@ -151,31 +151,49 @@ def chosen_sets(sets: dict[str, np.ndarray], lc) -> dict[str, np.ndarray]:
     return chosen | {n: sets[n][: lc.num_eval] for n in evaluated}
 
 
-def seed_rows(out: Path, source: Path, names) -> list[str]:
-    """Copies into ``out`` the cached rows of ``names`` (spectra, LIDL, the ID test
-    log p) that another run's ``lid/`` folder ``source`` holds and ``out`` does not:
-    runs that differ only in their OOD sets then compute the ID sets' spectra once
-    (hours for 5,000 images on 2 cores). The copies are checked as the run's own
-    rows are (``io.resumable_rows``): rows of another model or of other images are
-    recomputed, never mixed in. Returns the names of the files copied; none, with a
-    warning, when ``source`` does not exist (a published command then still runs on
-    its own, computing every row).
+def seed_rows(
+    out: Path, source: Path, chosen: dict[str, np.ndarray], key: dict
+) -> list[str]:
+    """Copies into ``out`` the cached rows (spectra, LIDL) of another run's ``lid/``
+    folder ``source`` that this run would accept as its own and has fewer of: rows of
+    the same ID model (``key``) whose inputs match the first of ``chosen`` (set name
+    -> this run's images). Runs that differ only in their OOD sets, or in how many
+    images they take, then compute each spectrum once (hours for 5,000 images on 2
+    cores). Returns the names of the files copied; none, with a warning, when
+    ``source`` does not exist (a published command still runs on its own).
     """
     if not source.is_dir():
         print(f"WARNING lid.rows_from: no LID cache {source}; every row is computed")
         return []
-    stems = [
-        rows_file(source, n, prefix).stem for n in names for prefix in ("", "lidl_")
-    ]
+    with_lidl = ("id_test", *(n for n in chosen if n.startswith("ood/")))
+    wanted = [(n, "") for n in chosen] + [(n, "lidl_") for n in with_lidl]
     copied = []
-    for stem in [*stems, "id_test_log_p"]:  # its key file: id_test_log_p_key.json
-        ends = (".npz", ".key.json", "_key.json")
-        files = [f for f in (source / f"{stem}{end}" for end in ends) if f.exists()]
-        if files and not (out / f"{stem}.npz").exists():
-            for file in files:
-                shutil.copy2(file, out / file.name)
-            copied.append(stem)
+    for name, prefix in wanted:
+        file = rows_file(source, name, prefix)
+        if file.resolve() == rows_file(out, name, prefix).resolve():
+            continue  # rows_from names this run itself
+        hashes = io.row_hashes(chosen[name])
+        if _matching_rows(file, key, hashes) > _matching_rows(
+            rows_file(out, name, prefix), key, hashes
+        ):
+            target = rows_file(out, name, prefix)
+            tmp = target.with_name(target.stem + ".tmp.npz")
+            shutil.copyfile(file, tmp)
+            tmp.replace(target)
+            io.mark_cached(target.with_name(target.stem + ".key.json"), key)
+            copied.append(target.stem)
     return copied
+
+
+def _matching_rows(file: Path, key: dict, hashes: np.ndarray) -> int:
+    """How many rows of ``file`` (``io.resumable_rows``) belong to ``key`` and to
+    inputs whose hashes begin as ``hashes`` do; 0 for rows of anything else."""
+    key_file = file.with_name(file.stem + ".key.json")
+    if not io.is_cached(key_file, key, [file]):
+        return 0
+    with np.load(file) as saved:
+        done = saved[io.INPUTS_FIELD][: len(hashes)]
+    return len(done) if (done == hashes[: len(done)]).all() else 0
 
 
 def rows_key(training: dict) -> dict:  # what cached rows belong to: the ID model

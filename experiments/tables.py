@@ -501,8 +501,9 @@ def collect(
         )
     names = SOURCES if only is None else dict.fromkeys(only)
     found = [name for name in names if (runs / SOURCES[name][0]).is_file()]
-    if missing := [runs / SOURCES[n][0] for n in names if n not in found and only]:
-        raise FileNotFoundError(f"Not finished (no results file): {missing}")
+    missing = [str(runs / SOURCES[n][0]) for n in names if n not in found]
+    if only and missing:
+        raise FileNotFoundError(f"Not finished (no results file): {', '.join(missing)}")
     for name in found:  # through a temporary file: never half-written
         results = json.loads((runs / SOURCES[name][0]).read_text())
         io.write_json(results_dir / f"{name}.json", results)
@@ -519,7 +520,7 @@ def main(argv=None) -> None:
     if args.only and not args.collect:
         parser.error("--only needs --collect")
     readme = (ROOT / "experiments" / "README.md").read_text()
-    marked = [n for n in args.only or () if f"generated:{n} -->" in readme]
+    marked = [n for n in args.only or () if f"<!-- generated:{n} -->" in readme]
     if unmarked := [n for n in args.only or () if n in SOURCES and n not in marked]:
         parser.error(
             f"experiments/README.md has no block {unmarked}: add the "
