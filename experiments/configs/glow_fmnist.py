@@ -167,8 +167,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.lid.lpca_alpha = 1e-3
     c.lid.envelope_resamples = 200  # bootstrap of the envelope's interval
     c.lid.fixed_log_taus = (-3.0,)  # the authors' threshold, beside the calibrated one
-    # Another run directory of the same ID model whose cached spectra this run starts
-    # from (runs that differ only in their OOD sets compute the ID sets once).
+    # Another run directory (relative to the repository) of the same ID model whose
+    # cached spectra this run starts from: runs that differ only in their OOD sets or
+    # image counts compute each spectrum once.
     c.lid.rows_from = ""
 
     c.report = ml_collections.ConfigDict()
