@@ -169,14 +169,11 @@ def seed_rows(
     wanted = [(n, "") for n in chosen] + [(n, "lidl_") for n in with_lidl]
     copied = []
     for name, prefix in wanted:
-        file = rows_file(source, name, prefix)
-        if file.resolve() == rows_file(out, name, prefix).resolve():
+        file, target = rows_file(source, name, prefix), rows_file(out, name, prefix)
+        if file.resolve() == target.resolve():
             continue  # rows_from names this run itself
         hashes = io.row_hashes(chosen[name])
-        if _matching_rows(file, key, hashes) > _matching_rows(
-            rows_file(out, name, prefix), key, hashes
-        ):
-            target = rows_file(out, name, prefix)
+        if _matching_rows(file, key, hashes) > _matching_rows(target, key, hashes):
             tmp = target.with_name(target.stem + ".tmp.npz")
             shutil.copyfile(file, tmp)
             tmp.replace(target)
@@ -186,14 +183,9 @@ def seed_rows(
 
 
 def _matching_rows(file: Path, key: dict, hashes: np.ndarray) -> int:
-    """How many rows of ``file`` (``io.resumable_rows``) belong to ``key`` and to
-    inputs whose hashes begin as ``hashes`` do; 0 for rows of anything else."""
-    key_file = file.with_name(file.stem + ".key.json")
-    if not io.is_cached(key_file, key, [file]):
-        return 0
-    with np.load(file) as saved:
-        done = saved[io.INPUTS_FIELD][: len(hashes)]
-    return len(done) if (done == hashes[: len(done)]).all() else 0
+    """How many rows of ``file`` this run would take as its own (``io.saved_rows``)."""
+    done = io.saved_rows(file, key, hashes)
+    return len(next(iter(done.values()))) if done else 0
 
 
 def rows_key(training: dict) -> dict:  # what cached rows belong to: the ID model

@@ -115,6 +115,25 @@ def row_hashes(inputs: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
+def saved_rows(path: Path, key: dict, hashes: np.ndarray) -> dict | None:
+    """The rows that :func:`resumable_rows` saved at ``path``, if they belong to
+    ``key`` and to inputs whose hashes (:func:`row_hashes`) match ``hashes``
+    prefix-wise: ``{name: rows}``, ``{}`` when nothing is saved for ``key``, None
+    when the saved rows are of other inputs."""
+    key_file = path.with_name(path.stem + ".key.json")
+    if not is_cached(key_file, key, [path]):
+        return {}
+    done = dict(np.load(path))
+    saved = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
+    common = min(len(saved), len(hashes))
+    if (
+        len(saved) != len(next(iter(done.values()), saved))
+        or (saved[:common] != hashes[:common]).any()
+    ):
+        return None
+    return done
+
+
 def resumable_rows(
     path: Path,
     key: dict,
@@ -141,17 +160,11 @@ def resumable_rows(
         The first ``len(inputs)`` rows of each name.
     """
     key_file = path.with_name(path.stem + ".key.json")
-    hashes, done = row_hashes(inputs), {}
-    if path.exists() and is_cached(key_file, key, [path]):
-        done = dict(np.load(path))
-        saved_hashes = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
-        common = min(len(saved_hashes), len(hashes))
-        if (
-            len(saved_hashes) != len(next(iter(done.values()), saved_hashes))
-            or (saved_hashes[:common] != hashes[:common]).any()
-        ):
-            print(f"{path}: rows of other inputs, recomputed.")
-            done = {}
+    hashes = row_hashes(inputs)
+    done = saved_rows(path, key, hashes)
+    if done is None:
+        print(f"{path}: rows of other inputs, recomputed.")
+        done = {}
     start, n = (len(next(iter(done.values()))) if done else 0), len(inputs)
     if start >= n:
         return {k: v[:n] for k, v in done.items()}
