@@ -49,8 +49,9 @@ def _run(argv: list[str]):
 
 
 def _cached(file: Path, key: dict) -> dict[str, np.ndarray]:
-    key_file = file.with_name(file.stem + ".key.json")
-    return dict(np.load(file)) if io.is_cached(key_file, key, [file]) else {}
+    return (
+        dict(np.load(file)) if io.is_cached(io.rows_key_file(file), key, [file]) else {}
+    )
 
 
 def export(bundle: Path, argv: list[str]) -> None:

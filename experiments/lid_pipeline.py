@@ -177,7 +177,7 @@ def seed_rows(
             tmp = target.with_name(target.stem + ".tmp.npz")
             shutil.copyfile(file, tmp)
             tmp.replace(target)
-            io.mark_cached(target.with_name(target.stem + ".key.json"), key)
+            io.mark_cached(io.rows_key_file(target), key)
             copied.append(target.stem)
     return copied
 

@@ -115,13 +115,17 @@ def row_hashes(inputs: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
+def rows_key_file(path: Path) -> Path:
+    """Where :func:`resumable_rows` records the key of the rows it saves at ``path``."""
+    return path.with_name(path.stem + ".key.json")
+
+
 def saved_rows(path: Path, key: dict, hashes: np.ndarray) -> dict | None:
     """The rows that :func:`resumable_rows` saved at ``path``, if they belong to
     ``key`` and to inputs whose hashes (:func:`row_hashes`) match ``hashes``
     prefix-wise: ``{name: rows}``, ``{}`` when nothing is saved for ``key``, None
     when the saved rows are of other inputs."""
-    key_file = path.with_name(path.stem + ".key.json")
-    if not is_cached(key_file, key, [path]):
+    if not is_cached(rows_key_file(path), key, [path]):
         return {}
     done = dict(np.load(path))
     saved = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
@@ -159,8 +163,7 @@ def resumable_rows(
     Returns:
         The first ``len(inputs)`` rows of each name.
     """
-    key_file = path.with_name(path.stem + ".key.json")
-    hashes = row_hashes(inputs)
+    key_file, hashes = rows_key_file(path), row_hashes(inputs)
     done = saved_rows(path, key, hashes)
     if done is None:
         print(f"{path}: rows of other inputs, recomputed.")
