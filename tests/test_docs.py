@@ -77,3 +77,15 @@ def test_every_relative_link_in_the_docs_resolves():
             if Path(resolved) not in present:
                 broken.append(f"{name}: {target}")
     assert broken == []
+
+
+def test_the_readme_pytest_command_needs_no_pythonpath():
+    """The README's inner loop calls the virtualenv's ``pytest`` script, not
+    ``python -m pytest`` (which puts the working directory on sys.path): the test
+    files that import ``experiments`` must still be collected."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pytest_script = Path(sys.executable).parent / "pytest"
+    command = [str(pytest_script), "--collect-only", "-q", "-n", "0",
+               "-p", "no:cacheprovider", "tests/test_lid_pipeline.py"]  # fmt: skip
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
