@@ -100,6 +100,22 @@ def test_general_sets_side_by_side(tmp_path):
     assert rows[0].split(" | ")[4:] == rows[3].split(" | ")[4:]  # the same results
 
 
+def test_every_image_block_gathers_both_flows(tmp_path):
+    spline = "glow_fmnist_spline_5000_lid"
+    shutil.copy(tables.RESULTS / f"{spline}.json", tmp_path)
+    block = tables.blocks(tmp_path)["experiments/README.md"]["lid_every_image"]
+    rows = [line.split(" | ") for line in block.splitlines() if "→" in line]
+    result = json.loads((tmp_path / f"{spline}.json").read_text())
+    assert [r[1] for r in rows] == [f"FMNIST→{p}" for p in result["pairs"]]
+    envelope = result["pairs"]["mnist_5k"]["envelope_reported"]
+    assert rows[0][4].startswith(f"{envelope:.3f} [")  # the calibrated τ's
+    (widest,) = [v for t, v in result["fixed_tau"].items() if "widest" in t]
+    envelope = widest["pairs"]["mnist_5k"]["envelope_reported"]
+    assert rows[0][6].startswith(f"{envelope:.3f} [")
+    pending = block.split("Not run on every image yet: ")[1]
+    assert spline not in pending and "glow_mnist_5k_spline_5000_lid" in pending
+
+
 def test_every_results_file_has_its_command_in_make_reproduce():
     committed = {path.stem for path in tables.RESULTS.glob("*.json")}
     assert committed <= set(tables.SOURCES), committed - set(tables.SOURCES)
