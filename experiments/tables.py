@@ -199,7 +199,7 @@ def lid_block(r: dict) -> str:
     c, lidl, m = r["counts"], r["lidl"], r["id_model"]
     at = min(range(len(lidl["deltas"])), key=lambda i: abs(lidl["deltas"][i] + 2.0))
     keys = ("likelihood", "envelope_reported", "rank_and", "lid_only")
-    setting = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}[r["setting"]]
+    setting = _setting(r)
     taus = {f"{r['log_tau']:.2f} (calibrated)": r["pairs"]}
     taus |= {t: v["pairs"] for t, v in r["fixed_tau"].items()}
     pairs = [[f"{setting}→{p}", t] + [_lid_cell(v, k) for k in keys]
@@ -378,8 +378,12 @@ def diffusion_block(r: dict) -> str:
     return "\n\n".join(parts)
 
 
-def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> str:
-    """The README's table: a few detectors of each family on every pair."""
+def headline(
+    glow: dict, vae: dict | None, mnist: dict, dose: dict | None, lid: dict
+) -> str:
+    """The README's table: a few detectors of each family on every pair; below it
+    the VAE hole indicator and the flows' dual threshold on every image (``lid``:
+    the published results of ``EVERY_IMAGE``)."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
     reverse, g_rev = mnist["metrics"], mnist["groups"]["5"]["auroc"]
     sets = list(m["likelihood"])
@@ -398,6 +402,10 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
                     + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"])  # fmt: skip
     hole = [f"{p.replace('→', ' → ')} {v['vanilla']['hole']['auroc']:.3f}"
             for p, v in (vae or {"pairs": {}})["pairs"].items()]  # fmt: skip
+    dual = [f"{kind} {_setting(r)} → {ood} {p['envelope_reported']:.3f} / "
+            f"{_widest(r)['pairs'][ood]['envelope_reported']:.3f}"
+            for kind, runs in EVERY_IMAGE.items() for n in runs if (r := lid.get(n))
+            for ood, p in r["pairs"].items()]  # fmt: skip
     return (
         "AUROC, OOD positive: the Fashion-MNIST Glow (test bits/dim "
         f"{glow['bpd']['id']['id_test']:.3f}) against each set, the MNIST-5k Glow "
@@ -405,6 +413,9 @@ def headline(glow: dict, vae: dict | None, mnist: dict, dose: dict | None) -> st
         "and the references in `experiments/README.md`):\n\n"
         + md_table(["detector", *sets, "MNIST-5k → fashion_mnist"], rows)
         + f"\n\nVAE hole indicator (vanilla conv VAE): {'; '.join(hole)}." * bool(hole)
+        + "\n\nLID + likelihood dual threshold (envelope at the calibrated / the "
+        "widest-ID-LID τ) on every image, the `general_images` Glows and the spline "
+        f"flows: {'; '.join(dual)}." * bool(dual)
     )
 
 
@@ -467,11 +478,8 @@ def every_image_block(r: dict) -> str:
     for kind, runs in EVERY_IMAGE.items():
         for run in filter(lambda n: n in r, runs):
             res, used = r[run], [*used, run]
-            setting = {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}[
-                res["setting"]
-            ]
+            setting, widest = _setting(res), _widest(res)
             model = f"{kind} ({res['id_model']['test_bpd']:.3f} bits/dim)"
-            widest = next(v for t, v in res["fixed_tau"].items() if "widest" in t)
             for ood, pair in res["pairs"].items():
                 best = res["tau_sweep"]["best"][ood]
                 rows.append(
@@ -499,6 +507,14 @@ def every_image_block(r: dict) -> str:
                  "rank-AND | LID only | envelope's bound", rows),
         *([f"Not run on every image yet: {', '.join(pending)}."] if pending else []),
     ])  # fmt: skip
+
+
+def _setting(lid_results: dict) -> str:  # the ID set, as the tables name it
+    return {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}[lid_results["setting"]]
+
+
+def _widest(lid_results: dict) -> dict:  # the results at the widest-ID-LID τ
+    return next(v for t, v in lid_results["fixed_tau"].items() if "widest" in t)
 
 
 # A pipeline (or --mode lid) -> its report's title and the block of its results.
@@ -529,7 +545,10 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
         experiments["lid_every_image"] = every_image_block(r)
     if {"glow_fmnist", "glow_mnist_5k"} <= set(r):
         glow, vae, mnist = r["glow_fmnist"], r.get("vae_ood"), r["glow_mnist_5k"]
-        out["README.md"]["headline"] = headline(glow, vae, mnist, r.get("dose_fmnist"))
+        lid = {n: r[n] for runs in EVERY_IMAGE.values() for n in runs if n in r}
+        out["README.md"]["headline"] = headline(
+            glow, vae, mnist, r.get("dose_fmnist"), lid
+        )
     return out
 
 

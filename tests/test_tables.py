@@ -114,6 +114,12 @@ def test_every_image_block_gathers_both_flows(tmp_path):
     assert rows[0][6].startswith(f"{envelope:.3f} [")
     pending = block.split("Not run on every image yet: ")[1]
     assert spline not in pending and "glow_mnist_5k_spline_5000_lid" in pending
+    # The top README names it below its table (calibrated / widest τ).
+    for name in ("glow_fmnist", "glow_mnist_5k"):
+        shutil.copy(tables.RESULTS / f"{name}.json", tmp_path)
+    headline = tables.blocks(tmp_path)["README.md"]["headline"]
+    cell = rows[0][4].split(" [")[0] + " / " + rows[0][6].split(" [")[0]
+    assert headline.endswith(f"spline flow FMNIST → mnist_5k {cell}.")  # its one pair
 
 
 def test_every_results_file_has_its_command_in_make_reproduce():
