@@ -502,7 +502,7 @@ def every_image_block(r: dict) -> str:
         "LID only at the calibrated τ; last, the envelope at the τ where LID alone "
         "is highest on the test pair itself (that log τ in brackets): a τ chosen on "
         "the test images, so an optimistic reading rather than a detector (where LID "
-        "alone never leaves 0.5, the sweep's first τ):",
+        "alone never beats chance, a τ at which the counts barely differ):",
         md_table("model | pair | images (ID / OOD) | likelihood | envelope, "
                  "calibrated τ | envelope, log τ = −3 | envelope, widest τ | "
                  "rank-AND | LID only | envelope, best LID-only τ", rows),
