@@ -34,14 +34,20 @@ LID_RUNS = {
 TAU_RULES = {"calibrated": ("o", 9), "log τ = −3": ("s", 5), "widest ID LID": ("^", 7)}
 
 
+def at_widest_tau(r: dict) -> dict:
+    """The part of LID results ``r`` at the τ where the ID validation images' LID
+    varies most (``mean_lid`` and ``pairs``, as at the other fixed τ)."""
+    (widest,) = [v for label, v in r["fixed_tau"].items() if "widest" in label]
+    return widest
+
+
 def rule_points(r: dict, ood: str) -> dict[str, tuple[float, float]]:
     """Rule label -> (log τ, LID-only AUROC) of results ``r`` on the OOD set ``ood``."""
     fixed = {label.split()[0]: v for label, v in r["fixed_tau"].items()}
-    (widest,) = [v for label, v in r["fixed_tau"].items() if "widest" in label]
     widest_tau = r["rank_and_both"]["log_taus"][1]
     at = {"calibrated": (r["log_tau"], r["pairs"]),
           "log τ = −3": (-3.0, fixed["-3"]["pairs"]),
-          "widest ID LID": (widest_tau, widest["pairs"])}  # fmt: skip
+          "widest ID LID": (widest_tau, at_widest_tau(r)["pairs"])}  # fmt: skip
     return {k: (tau, pairs[ood]["lid_only"]["auroc"]) for k, (tau, pairs) in at.items()}
 
 

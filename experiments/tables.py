@@ -383,7 +383,7 @@ def headline(
 ) -> str:
     """The README's table: a few detectors of each family on every pair; below it
     the VAE hole indicator and the flows' dual threshold on every image (``lid``:
-    the published results of ``EVERY_IMAGE``)."""
+    :func:`every_image_runs`)."""
     m, g = glow["metrics"], glow["groups"]["5"]["auroc"]
     reverse, g_rev = mnist["metrics"], mnist["groups"]["5"]["auroc"]
     sets = list(m["likelihood"])
@@ -402,10 +402,9 @@ def headline(
                     + [f"{by['mnist_5k']['fashion_mnist']['auroc']:.3f}"])  # fmt: skip
     hole = [f"{p.replace('→', ' → ')} {v['vanilla']['hole']['auroc']:.3f}"
             for p, v in (vae or {"pairs": {}})["pairs"].items()]  # fmt: skip
-    dual = [f"{kind} {_setting(r)} → {ood} {p['envelope_reported']:.3f} / "
-            f"{_widest(r)['pairs'][ood]['envelope_reported']:.3f}"
-            for kind, runs in EVERY_IMAGE.items() for n in runs if (r := lid.get(n))
-            for ood, p in r["pairs"].items()]  # fmt: skip
+    dual = [f"{FLOW_OF[n]} {_setting(res)} → {ood} {p['envelope_reported']:.3f} / "
+            f"{figures.at_widest_tau(res)['pairs'][ood]['envelope_reported']:.3f}"
+            for n, res in lid.items() for ood, p in res["pairs"].items()]  # fmt: skip
     return (
         "AUROC, OOD positive: the Fashion-MNIST Glow (test bits/dim "
         f"{glow['bpd']['id']['id_test']:.3f}) against each set, the MNIST-5k Glow "
@@ -471,30 +470,34 @@ EVERY_IMAGE = {
 }  # fmt: skip
 
 
-def every_image_block(r: dict) -> str:
+FLOW_OF = {name: flow for flow, runs in EVERY_IMAGE.items() for name in runs}
+
+
+def every_image_runs(r: dict) -> dict[str, dict]:
+    """The published results ``r`` of the runs of ``EVERY_IMAGE``, in its order."""
+    return {name: r[name] for name in FLOW_OF if name in r}
+
+
+def every_image_block(lid: dict) -> str:
     """The dual threshold of both flows on every image, one row per pair, from the
-    LID runs of ``EVERY_IMAGE`` among the published results ``{name: results}``."""
-    rows, used = [], []
-    for kind, runs in EVERY_IMAGE.items():
-        for run in filter(lambda n: n in r, runs):
-            res, used = r[run], [*used, run]
-            setting, widest = _setting(res), _widest(res)
-            model = f"{kind} ({res['id_model']['test_bpd']:.3f} bits/dim)"
-            for ood, pair in res["pairs"].items():
-                best = res["tau_sweep"]["best"][ood]
-                rows.append(
-                    [model, f"{setting}→{ood}",
-                     f"{res['counts']['id_test']} / {res['counts']['ood/' + ood]}",
-                     _lid_cell(pair, "likelihood"),
-                     _lid_cell(pair, "envelope_reported"),
-                     _lid_cell(res["fixed_tau"]["-3"]["pairs"][ood],
-                               "envelope_reported"),
-                     _lid_cell(widest["pairs"][ood], "envelope_reported"),
-                     _lid_cell(pair, "rank_and"), _lid_cell(pair, "lid_only"),
-                     f"{best['envelope']:.3f} ({best['log_tau']:.2f})"]
-                )  # fmt: skip
-    pending = [n for runs in EVERY_IMAGE.values() for n in runs if n not in r]
-    sources = ", ".join(f"`{RESULTS_REL}{n}.json`" for n in used)
+    results ``lid`` of :func:`every_image_runs`."""
+    rows = []
+    for name, res in lid.items():
+        setting, widest = _setting(res), figures.at_widest_tau(res)
+        model = f"{FLOW_OF[name]} ({res['id_model']['test_bpd']:.3f} bits/dim)"
+        for ood, pair in res["pairs"].items():
+            best = res["tau_sweep"]["best"][ood]
+            rows.append(
+                [model, f"{setting}→{ood}",
+                 f"{res['counts']['id_test']} / {res['counts']['ood/' + ood]}",
+                 _lid_cell(pair, "likelihood"), _lid_cell(pair, "envelope_reported"),
+                 _lid_cell(res["fixed_tau"]["-3"]["pairs"][ood], "envelope_reported"),
+                 _lid_cell(widest["pairs"][ood], "envelope_reported"),
+                 _lid_cell(pair, "rank_and"), _lid_cell(pair, "lid_only"),
+                 f"{best['envelope']:.3f} ({best['log_tau']:.2f})"]
+            )  # fmt: skip
+    pending = [name for name in FLOW_OF if name not in lid]
+    sources = ", ".join(f"`{RESULTS_REL}{n}.json`" for n in lid)
     return "\n\n".join([
         f"From {sources} (commands in their blocks below). AUROC, OOD positive, 95 % "
         "bootstrap interval; the envelope at the calibrated τ, at the authors' log τ "
@@ -510,12 +513,9 @@ def every_image_block(r: dict) -> str:
     ])  # fmt: skip
 
 
-def _setting(lid_results: dict) -> str:  # the ID set, as the tables name it
+def _setting(lid_results: dict) -> str:
+    """The ID set of LID results as the tables name it (``FMNIST``, ``MNIST-5k``)."""
     return {"fashion_mnist": "FMNIST", "mnist_5k": "MNIST-5k"}[lid_results["setting"]]
-
-
-def _widest(lid_results: dict) -> dict:  # the results at the widest-ID-LID τ
-    return next(v for t, v in lid_results["fixed_tau"].items() if "widest" in t)
 
 
 # A pipeline (or --mode lid) -> its report's title and the block of its results.
@@ -542,11 +542,10 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, dict[str, str]]:
     compared = {n: r[n] for runs in GENERAL_SETS.values() for n in runs if n in r}
     if {"glow_fmnist", "glow_fmnist_general_images"} <= set(compared):
         experiments["general_sets"] = general_sets_block(compared)
-    if any(n in r for runs in EVERY_IMAGE.values() for n in runs):
-        experiments["lid_every_image"] = every_image_block(r)
+    if lid := every_image_runs(r):
+        experiments["lid_every_image"] = every_image_block(lid)
     if {"glow_fmnist", "glow_mnist_5k"} <= set(r):
         glow, vae, mnist = r["glow_fmnist"], r.get("vae_ood"), r["glow_mnist_5k"]
-        lid = {n: r[n] for runs in EVERY_IMAGE.values() for n in runs if n in r}
         out["README.md"]["headline"] = headline(
             glow, vae, mnist, r.get("dose_fmnist"), lid
         )

@@ -101,25 +101,38 @@ def test_general_sets_side_by_side(tmp_path):
 
 
 def test_every_image_block_gathers_both_flows(tmp_path):
-    spline = "glow_fmnist_spline_5000_lid"
-    shutil.copy(tables.RESULTS / f"{spline}.json", tmp_path)
+    affine, spline = (
+        "glow_fmnist_general_images_5000_lid",
+        "glow_fmnist_spline_5000_lid",
+    )
+    for name in (spline, affine):
+        shutil.copy(tables.RESULTS / f"{name}.json", tmp_path)
     block = tables.blocks(tmp_path)["experiments/README.md"]["lid_every_image"]
-    rows = [line.split(" | ") for line in block.splitlines() if "→" in line]
-    result = json.loads((tmp_path / f"{spline}.json").read_text())
-    assert [r[1] for r in rows] == [f"FMNIST→{p}" for p in result["pairs"]]
-    envelope = result["pairs"]["mnist_5k"]["envelope_reported"]
-    assert rows[0][4].startswith(f"{envelope:.3f} [")  # the calibrated τ's
-    (widest,) = [v for t, v in result["fixed_tau"].items() if "widest" in t]
-    envelope = widest["pairs"]["mnist_5k"]["envelope_reported"]
-    assert rows[0][6].startswith(f"{envelope:.3f} [")
+    rows = [line.strip("| ").split(" | ") for line in block.splitlines() if "→" in line]
+    files = {n: tmp_path / f"{n}.json" for n in tables.FLOW_OF}
+    results = {n: json.loads(f.read_text()) for n, f in files.items() if f.exists()}
+    expected = [(n, o) for n, r in results.items() for o in r["pairs"]]
+    assert [r[1] for r in rows] == [f"FMNIST→{o}" for _, o in expected]  # affine first
+    for row, (name, ood) in zip(rows, expected, strict=True):
+        r = results[name]
+        assert row[0].split(" (")[0] == tables.FLOW_OF[name]
+        (widest,) = [v for t, v in r["fixed_tau"].items() if "widest" in t]
+        cells = {4: r["pairs"][ood], 5: r["fixed_tau"]["-3"]["pairs"][ood],
+                 6: widest["pairs"][ood]}  # fmt: skip
+        for column, pair in cells.items():
+            assert row[column].startswith(f"{pair['envelope_reported']:.3f} [")
+        for column, key in ((3, "likelihood"), (7, "rank_and"), (8, "lid_only")):
+            assert row[column].startswith(f"{r['pairs'][ood][key]['auroc']:.3f} [")
+        best = r["tau_sweep"]["best"][ood]
+        assert row[9] == f"{best['envelope']:.3f} ({best['log_tau']:.2f})"
     pending = block.split("Not run on every image yet: ")[1]
     assert spline not in pending and "glow_mnist_5k_spline_5000_lid" in pending
     # The top README names it below its table (calibrated / widest τ).
     for name in ("glow_fmnist", "glow_mnist_5k"):
         shutil.copy(tables.RESULTS / f"{name}.json", tmp_path)
     headline = tables.blocks(tmp_path)["README.md"]["headline"]
-    cell = rows[0][4].split(" [")[0] + " / " + rows[0][6].split(" [")[0]
-    assert headline.endswith(f"spline flow FMNIST → mnist_5k {cell}.")  # its one pair
+    cell = rows[-1][4].split(" [")[0] + " / " + rows[-1][6].split(" [")[0]
+    assert headline.endswith(f"spline flow FMNIST → mnist_5k {cell}.")  # last pair
 
 
 def test_every_results_file_has_its_command_in_make_reproduce():
