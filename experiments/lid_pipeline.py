@@ -8,7 +8,8 @@ Uses the ID model of a flow config (restored or trained first); the counts are
 (``jaxood.lid.flow_spectra``) and log p(x), saved once a minute under
 ``<workdir>/lid/`` so that an interrupted run resumes and a later run with larger
 counts only computes the new images (``config.lid.rows_from`` starts a run from another
-run directory's rows of the same model). τ is calibrated by bisection so that the mean
+run directory's rows of the same model, or from a shipped copy of them:
+:mod:`experiments.lid_rows`). τ is calibrated by bisection so that the mean
 LID of the calibration images equals a JAX lPCA estimate on the training data; the
 dual threshold is also reported at the fixed ``config.lid.fixed_log_taus`` and at
 the log τ where the LID of the validation images varies most.
@@ -18,14 +19,13 @@ Writes ``lid/results.json`` and ``lid/lid.png``; the flow pipeline then writes
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import configured
+from experiments import configured, lid_rows
 from jaxood import data, detectors, flows, io, lid, parallel, plots
 
 BATCH = 4
@@ -52,7 +52,8 @@ def run(
     out.mkdir(exist_ok=True)
     chosen, key = chosen_sets(sets, lc), rows_key(training)
     if lc.rows_from:
-        source = configured.resolve(lc.rows_from) / "lid"
+        source = configured.resolve(lc.rows_from)  # a run folder or shipped rows
+        source = source / "lid" if (source / "lid").is_dir() else source
         if seeded := seed_rows(out, source, chosen, key):
             print(f"rows from {source}: {', '.join(seeded)}")
 
@@ -154,13 +155,14 @@ def chosen_sets(sets: dict[str, np.ndarray], lc) -> dict[str, np.ndarray]:
 def seed_rows(
     out: Path, source: Path, chosen: dict[str, np.ndarray], key: dict
 ) -> list[str]:
-    """Copies into ``out`` the cached rows (spectra, LIDL) of another run's ``lid/``
-    folder ``source`` that this run would accept as its own and has fewer of: rows of
-    the same ID model (``key``) whose inputs match the first of ``chosen`` (set name
-    -> this run's images). Runs that differ only in their OOD sets, or in how many
-    images they take, then compute each spectrum once (hours for 5,000 images on 2
-    cores). Returns the names of the files copied; none, with a warning, when
-    ``source`` does not exist (a published command still runs on its own).
+    """Copies into ``out`` the cached rows (spectra, LIDL) of ``source``, another
+    run's ``lid/`` folder or a shipped copy of one (:mod:`experiments.lid_rows`),
+    that this run would accept as its own and has fewer of: rows of the same ID
+    model (``key``) whose inputs match the first of ``chosen`` (set name -> this
+    run's images). Runs that differ only in their OOD sets, or in how many images
+    they take, then compute each spectrum once (hours for 5,000 images on 2 cores).
+    Returns the names of the files written; none, with a warning, when ``source``
+    does not exist (a published command still runs on its own).
     """
     if not source.is_dir():
         print(f"WARNING lid.rows_from: no LID cache {source}; every row is computed")
@@ -173,11 +175,15 @@ def seed_rows(
         if file.resolve() == target.resolve():
             continue  # rows_from names this run itself
         hashes = io.row_hashes(chosen[name])
-        if _matching_rows(file, key, hashes) > _matching_rows(target, key, hashes):
-            tmp = target.with_name(target.stem + ".tmp.npz")
-            shutil.copyfile(file, tmp)
-            tmp.replace(target)
-            io.mark_cached(io.rows_key_file(target), key)
+        if file.exists():
+            rows = io.saved_rows(file, key, hashes)
+        else:
+            shipped_key, shipped = lid_rows.load(source, file.stem)
+            same = shipped_key == io.as_json(key)
+            rows = io.matching_rows(shipped, hashes) if same else None
+        count = min(len(next(iter(rows.values()))), len(hashes)) if rows else 0
+        if count > _matching_rows(target, key, hashes):
+            io.write_rows(target, key, rows, hashes[:count])
             copied.append(target.stem)
     return copied
 

@@ -15,6 +15,13 @@ diffusion model's parameter average::
 Each stage gets ``params/`` (orbax), ``config.json`` (the fingerprint that must match
 for a restore), ``summary.json`` (steps, validation bits/dim, training time) and the
 stage's ``snapshots/`` (params at earlier steps) if it has them.
+
+With ``--lid-rows``, the rows a LID run cached (spectra, log p, LIDL) instead, in
+the compact form of :mod:`experiments.lid_rows`; a later run starts from them with
+``--config.lid.rows_from``::
+
+    python -m experiments.ship --run runs/glow_fmnist_spline_animal_5000 \
+        --to experiments/lid_rows/glow_fmnist_spline --lid-rows
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments import lid_rows
 from experiments.flow_pipeline import STAGES
 from jaxood import io
 
@@ -38,8 +46,19 @@ def main(argv=None) -> None:
         help="comma-separated; re-shipping an unchanged stage rewrites its binary "
         "files, so name only the stages that changed",
     )
+    parser.add_argument(
+        "--lid-rows",
+        action="store_true",
+        help="ship the rows the run's LID cached (only those --to lacks), not params",
+    )
     args = parser.parse_args(argv)
     run, target, stages = Path(args.run), Path(args.to), args.stages.split(",")
+    if args.lid_rows:
+        if not (run / "lid").is_dir():
+            raise SystemExit(f"{run / 'lid'}: no LID rows (run it with --mode lid).")
+        for part in lid_rows.ship(run / "lid", target):
+            print(f"{part}: {part.stat().st_size / 1e6:.2f} MB")
+        return
     for stage in stages:  # final_params is written last: the stage is finished
         if not (run / stage / "final_params").is_dir():
             raise SystemExit(f"{run / stage} is not finished (no final_params).")

@@ -127,15 +127,33 @@ def saved_rows(path: Path, key: dict, hashes: np.ndarray) -> dict | None:
     when the saved rows are of other inputs."""
     if not is_cached(rows_key_file(path), key, [path]):
         return {}
-    done = dict(np.load(path))
-    saved = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
-    common = min(len(saved), len(hashes))
+    return matching_rows(dict(np.load(path)), hashes)
+
+
+def matching_rows(saved: dict[str, np.ndarray], hashes: np.ndarray) -> dict | None:
+    """``saved`` (rows and their :data:`INPUTS_FIELD`) without the input hashes if
+    they match ``hashes`` prefix-wise (either may be longer), else None."""
+    done = dict(saved)
+    inputs = done.pop(INPUTS_FIELD, np.zeros(0, np.uint64))
+    common = min(len(inputs), len(hashes))
     if (
-        len(saved) != len(next(iter(done.values()), saved))
-        or (saved[:common] != hashes[:common]).any()
+        len(inputs) != len(next(iter(done.values()), inputs))
+        or (inputs[:common] != hashes[:common]).any()
     ):
         return None
     return done
+
+
+def write_rows(path: Path, key: dict, rows: dict, hashes: np.ndarray) -> None:
+    """Writes ``rows`` as :func:`resumable_rows` saves them: the first
+    ``len(hashes)`` of each name beside the hashes of their inputs, through a
+    temporary file, then ``key`` (uncompressed: a running job rewrites it often)."""
+    count = len(hashes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **{k: v[:count] for k, v in rows.items()}, **{INPUTS_FIELD: hashes})
+    tmp.replace(path)
+    mark_cached(rows_key_file(path), key)
 
 
 def resumable_rows(
@@ -163,7 +181,7 @@ def resumable_rows(
     Returns:
         The first ``len(inputs)`` rows of each name.
     """
-    key_file, hashes = rows_key_file(path), row_hashes(inputs)
+    hashes = row_hashes(inputs)
     done = saved_rows(path, key, hashes)
     if done is None:
         print(f"{path}: rows of other inputs, recomputed.")
@@ -179,17 +197,9 @@ def resumable_rows(
     todo = todo[todo >= start]
     batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]
 
-    def save(rows, count):
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        # uncompressed: rewritten at every save
-        np.savez(tmp, **{k: v[:count] for k, v in rows.items()},
-                 **{INPUTS_FIELD: hashes[:count]})  # fmt: skip
-        tmp.replace(path)
-        mark_cached(key_file, key)
-
     if not batches:  # every new input repeats one whose row is saved
         rows = {k: v[source] for k, v in done.items()}
-        save(rows, n)
+        write_rows(path, key, rows, hashes)
         return rows
     rows, filled, saved = None, start, time.monotonic()
     bar = tqdm(batches, desc=desc, disable=None)  # off without a terminal: then
@@ -210,7 +220,7 @@ def resumable_rows(
             v[copies] = v[source[copies]]
         filled = ready
         if filled == n or time.monotonic() - saved >= save_every:
-            save(rows, filled)
+            write_rows(path, key, rows, hashes[:filled])
             saved = time.monotonic()
             if bar.disable:
                 rate = computed / max(saved - began, 1e-9)

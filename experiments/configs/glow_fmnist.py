@@ -168,8 +168,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.lid.envelope_resamples = 200  # bootstrap of the envelope's interval
     c.lid.fixed_log_taus = (-3.0,)  # the authors' threshold, beside the calibrated one
     # Another run directory (relative to the repository) of the same ID model whose
-    # cached spectra this run starts from: runs that differ only in their OOD sets or
-    # image counts compute each spectrum once.
+    # cached spectra this run starts from, or a shipped copy of them
+    # (experiments/lid_rows/...): runs that differ only in their OOD sets or image
+    # counts compute each spectrum once.
     c.lid.rows_from = ""
 
     c.report = ml_collections.ConfigDict()
