@@ -48,10 +48,9 @@ def _run(argv: list[str]):
     return config, workdir, sets, lid_pipeline
 
 
-def _cached(file: Path, key: dict) -> dict[str, np.ndarray]:
-    return (
-        dict(np.load(file)) if io.is_cached(io.rows_key_file(file), key, [file]) else {}
-    )
+def _cached(file: Path, key: dict, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The run's cached rows of ``images`` (none if they are of other images)."""
+    return io.saved_rows(file, key, io.row_hashes(images)) or {}
 
 
 def export(bundle: Path, argv: list[str]) -> None:
@@ -66,10 +65,13 @@ def export(bundle: Path, argv: list[str]) -> None:
     for name, images in chosen.items():
         if name in ("calibration", "validation"):  # a few hundred: the CPU's
             continue
-        done = len(_cached(pipeline.rows_file(workdir / "lid", name), key).get("s", []))
+        file = pipeline.rows_file(workdir / "lid", name)
+        done = min(len(_cached(file, key, images).get("s", [])), len(images))
         if done < len(images):
             missing[name], starts[name] = images[done:], done
-    cpu = _cached(pipeline.rows_file(workdir / "lid", "id_test"), key)
+    cpu = _cached(
+        pipeline.rows_file(workdir / "lid", "id_test"), key, chosen["id_test"]
+    )
     if len(cpu.get("s", [])) >= REFERENCE_ROWS:
         reference = {"images": chosen["id_test"][:REFERENCE_ROWS]}
         reference |= {k: cpu[k][:REFERENCE_ROWS] for k in ("s", "log_p")}
@@ -171,7 +173,7 @@ def merge(rows: Path, argv: list[str]) -> None:
         if not np.array_equal(io.row_hashes(images[start:]), got["checksum"]):
             raise SystemExit(f"{path}: rows of other images than {name}[{start}:]")
         file = pipeline.rows_file(workdir / "lid", name)
-        if len(_cached(file, key).get("s", [])) != start:
+        if len(_cached(file, key, images).get("s", [])) != start:
             raise SystemExit(f"{file}: the cache no longer ends at row {start}")
 
         def fn(batch, got=got, n=n):
