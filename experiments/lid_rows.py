@@ -22,7 +22,8 @@ neighbours, split into byte planes that deflate compresses well: about 1.1 kB pe
 image of 1,024 values instead of 4 kB, each log σ within 2⁻¹⁵ of its float32
 value. A row with a NaN (no finite Jacobian) comes back all NaN, as the pipeline
 drops it; σ = 0 comes back as 0. The other fields (log p, LIDL curves) are kept
-as they are.
+as they are. The row of an image that repeats an earlier one (5,000 constant images
+hold at most 256 grey levels) is stored as the index of that row.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from jaxood import io
 STEP = 2.0**-14  # of log σ
 LIMIT = 128.0  # |log σ| stored: every finite float32 σ; 0 and inf are clipped
 FIRST, GAPS, MISSING = "log_s_first", "log_s_gaps", "s_missing"
+COPY_OF = "copy_of"  # a row of the same input as an earlier row is stored once
 SPECTRUM, PLANES = "s", 3  # a gap below 2^24 steps (2 * LIMIT / STEP = 2^22)
 
 
@@ -106,7 +108,13 @@ def load(folder: Path, stem: str) -> tuple[dict | None, dict[str, np.ndarray]]:
         stored.append(dict(np.load(part)))
         count += len(stored[-1][io.INPUTS_FIELD])
     joined = {k: np.concatenate([s[k] for s in stored]) for k in stored[0]}
-    return json.loads(key_file.read_text()), decode(joined)
+    copy_of, inputs = joined.pop(COPY_OF), joined.pop(io.INPUTS_FIELD)
+    own, copies = decode(joined), copy_of >= 0
+    rows = {k: np.empty((count, *v.shape[1:]), v.dtype) for k, v in own.items()}
+    for k, v in own.items():  # a copy is of a row stored as such (its first input)
+        rows[k][~copies] = v
+        rows[k][copies] = rows[k][copy_of[copies]]
+    return json.loads(key_file.read_text()), rows | {io.INPUTS_FIELD: inputs}
 
 
 def ship(lid_dir: Path, dest: Path) -> list[Path]:
@@ -122,24 +130,29 @@ def ship(lid_dir: Path, dest: Path) -> list[Path]:
         stem = key_file.name.removesuffix(".key.json")
         if not (lid_dir / f"{stem}.npz").exists():
             continue
-        key, rows = (
-            json.loads(key_file.read_text()),
-            dict(np.load(lid_dir / f"{stem}.npz")),
-        )
+        key, rows = json.loads(key_file.read_text()), np.load(lid_dir / f"{stem}.npz")
         held_key, held = load(dest, stem)
-        if held and (
-            held_key != key or io.matching_rows(held, rows[io.INPUTS_FIELD]) is None
-        ):
+        inputs = rows[io.INPUTS_FIELD]
+        if held and (held_key != key or io.matching_rows(held, inputs) is None):
             raise SystemExit(
                 f"{dest} holds rows named {stem} of another model or of other images "
                 f"than {lid_dir}; ship to another folder."
             )
         start = len(held.get(io.INPUTS_FIELD, ()))
-        if len(rows[io.INPUTS_FIELD]) <= start:
-            continue
-        dest.mkdir(parents=True, exist_ok=True)
-        part = dest / f"{stem}.{start:05d}.npz"
-        io.save_arrays(part, encode({k: v[start:] for k, v in rows.items()}))
-        io.write_json(dest / f"{stem}.key.json", key)
-        written.append(part)
+        if len(inputs) > start:
+            dest.mkdir(parents=True, exist_ok=True)
+            written.append(dest / f"{stem}.{start:05d}.npz")
+            io.save_arrays(written[-1], _part(dict(rows), start))
+            io.write_json(dest / f"{stem}.key.json", key)
     return written
+
+
+def _part(rows: dict[str, np.ndarray], start: int) -> dict[str, np.ndarray]:
+    """Rows ``start:`` of a cache file as a part stores them."""
+    inputs = rows.pop(io.INPUTS_FIELD)
+    source = io.first_occurrences(inputs)[start:]
+    own = source == np.arange(start, len(inputs))
+    return encode({k: v[start:][own] for k, v in rows.items()}) | {
+        COPY_OF: np.where(own, -1, source).astype(np.int32),
+        io.INPUTS_FIELD: inputs[start:],
+    }

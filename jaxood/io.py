@@ -115,6 +115,14 @@ def row_hashes(inputs: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
+def first_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """For each row, the index of the first row with the same hash (its own when
+    it is the first)."""
+    first: dict[int, int] = {}
+    return np.array([first.setdefault(h, i) for i, h in enumerate(hashes.tolist())],
+                    np.int64).reshape(len(hashes))  # fmt: skip
+
+
 def rows_key_file(path: Path) -> Path:
     """Where :func:`resumable_rows` records the key of the rows it saves at ``path``."""
     return path.with_name(path.stem + ".key.json")
@@ -191,8 +199,7 @@ def resumable_rows(
         return {k: v[:n] for k, v in done.items()}
     # Identical inputs are computed once (5,000 constant images hold at most 256
     # grey levels): row i is a copy of the row of the first input of its hash.
-    first: dict[int, int] = {}
-    source = np.array([first.setdefault(h, i) for i, h in enumerate(hashes.tolist())])
+    source = first_occurrences(hashes)
     todo = np.flatnonzero(source == np.arange(n))
     todo = todo[todo >= start]
     batches = [todo[b : b + batch_size] for b in range(0, len(todo), batch_size)]

@@ -55,6 +55,7 @@ def test_shipping_adds_only_new_rows_and_a_run_starts_from_them(tmp_path, capsys
     run, shipped, out = tmp_path / "run", tmp_path / "shipped", tmp_path / "out" / "lid"
     out.mkdir(parents=True)
     images = np.arange(60.0).reshape(10, 6)
+    images[[6, 8]] = images[[1, 5]]  # repeats of a row in an earlier / the same part
     cache(run / "lid", "id_test", images[:4])
     ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])
     cache(run / "lid", "id_test", images)  # the run got further
@@ -65,6 +66,8 @@ def test_shipping_adds_only_new_rows_and_a_run_starts_from_them(tmp_path, capsys
     assert parts == ["id_test.00000.npz", "id_test.00004.npz", "lidl_id_test.00000.npz"]
     assert "MB" in capsys.readouterr().out
 
+    second = np.load(shipped / "id_test.00004.npz")
+    assert len(second[lid_rows.FIRST]) == 4  # rows 4, 5, 7, 9: the repeats are indices
     key, rows = lid_rows.load(shipped, "id_test")
     assert key == KEY
     cached = dict(np.load(lid_pipeline.rows_file(run / "lid", "id_test")))
