@@ -29,9 +29,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from experiments import lid_rows
 from experiments.flow_pipeline import STAGES
-from jaxood import io
+from experiments.lid_pipeline import SWEEP
+from jaxood import io, lid
 
 SHIPPED_STAGES = (*STAGES, "background")
 
@@ -56,8 +59,7 @@ def main(argv=None) -> None:
     if args.lid_rows:
         if not (run / "lid").is_dir():
             raise SystemExit(f"{run / 'lid'}: no LID rows (run it with --mode lid).")
-        for part in lid_rows.ship(run / "lid", target):
-            print(f"{part}: {part.stat().st_size / 1e6:.2f} MB")
+        ship_lid_rows(run / "lid", target)
         return
     for stage in stages:  # final_params is written last: the stage is finished
         if not (run / stage / "final_params").is_dir():
@@ -65,6 +67,32 @@ def main(argv=None) -> None:
     for stage in stages:
         size = io.ship_stage(run / stage, target / stage)
         print(f"{target / stage}: {size / 1e6:.1f} MB")
+
+
+def ship_lid_rows(run_lid: Path, target: Path) -> None:
+    """Ships the rows of ``run_lid`` that ``target`` lacks, then reads every shipped
+    spectrum back and prints how far it is from the run's own (float32) rows."""
+    for part in lid_rows.ship(run_lid, target):
+        print(f"{part}: {part.stat().st_size / 1e6:.2f} MB")
+    for key_file in sorted(target.glob("*.key.json")):
+        stem = key_file.name.removesuffix(".key.json")
+        _, shipped = lid_rows.load(target, stem)
+        cache = run_lid / f"{stem}.npz"
+        if lid_rows.SPECTRUM not in shipped or not cache.exists():
+            continue
+        own = np.load(cache)[lid_rows.SPECTRUM][: len(shipped[lid_rows.SPECTRUM])]
+        back = shipped[lid_rows.SPECTRUM][: len(own)]
+        finite = ~np.isnan(own).any(axis=1)
+        own, back = own[finite], back[finite]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.nan_to_num(np.abs(np.log(own / back)), nan=0.0).max(initial=0.0)
+        changed = np.asarray(lid.threshold_lid(own, SWEEP)) != np.asarray(
+            lid.threshold_lid(back, SWEEP)
+        )
+        print(f"{stem}: {len(own):,} rows with a spectrum; log σ within {gap:.1e} "
+              f"of the run's; threshold LID changed at {changed.mean():.3%} of "
+              f"(image, log τ) pairs of the sweep, in {changed.any(axis=1).mean():.1%} "
+              "of the images at one τ or more")  # fmt: skip
 
 
 if __name__ == "__main__":

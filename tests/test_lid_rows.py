@@ -64,7 +64,9 @@ def test_shipping_adds_only_new_rows_and_a_run_starts_from_them(tmp_path, capsys
     ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])  # nothing new
     parts = sorted(p.name for p in shipped.glob("*.npz"))
     assert parts == ["id_test.00000.npz", "id_test.00004.npz", "lidl_id_test.00000.npz"]
-    assert "MB" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "id_test.00004.npz: " in printed and "MB" in printed
+    assert "id_test: 10 rows with a spectrum; log σ within 3.1e-05" in printed
 
     second = np.load(shipped / "id_test.00004.npz")
     assert len(second[lid_rows.FIRST]) == 4  # rows 4, 5, 7, 9: the repeats are indices
