@@ -66,7 +66,7 @@ def export(bundle: Path, argv: list[str]) -> None:
         if name in ("calibration", "validation"):  # a few hundred: the CPU's
             continue
         file = pipeline.rows_file(workdir / "lid", name)
-        done = min(len(_cached(file, key, images).get("s", [])), len(images))
+        done = len(_cached(file, key, images).get("s", []))
         if done < len(images):
             missing[name], starts[name] = images[done:], done
     cpu = _cached(

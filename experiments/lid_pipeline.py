@@ -19,6 +19,7 @@ Writes ``lid/results.json`` and ``lid/lid.png``; the flow pipeline then writes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -113,6 +114,8 @@ def run(
         "counts": {k: len(v["log_p"]) for k, v in spectra.items()},
         # Images without a finite decoder Jacobian (no LID), by index in the set.
         "dropped": {k: v for k, v in dropped.items() if v},
+        # Rows another run or a shipped (rounded) copy computed: lid_rows.
+        "seeded_rows": _seeded(out),
         "mean_lid": {k: float(v.mean()) for k, v in lids.items()},
         "lid_curves": {k: np.mean(c, axis=0).tolist() for k, c in counts.items()},
         "pairs": pairs,
@@ -159,39 +162,53 @@ def seed_rows(
     run's ``lid/`` folder or a shipped copy of one (:mod:`experiments.lid_rows`),
     that this run would accept as its own and has fewer of: rows of the same ID
     model (``key``) whose inputs match the first of ``chosen`` (set name -> this
-    run's images). Runs that differ only in their OOD sets, or in how many images
-    they take, then compute each spectrum once (hours for 5,000 images on 2 cores).
-    Returns the names of the files written; none, with a warning, when ``source``
-    does not exist (a published command still runs on its own).
+    run's images), up to this run's count. Rows the run holds already are kept
+    (a shipped copy is rounded; they may not be). Runs that differ only in their OOD
+    sets, or in how many images they take, then compute each spectrum once (hours
+    for 5,000 images on 2 cores). What was copied from where is recorded in
+    ``out/seeded.json`` (the run's results repeat it). Returns the names of the
+    files extended; none, with a warning, when ``source`` holds no rows of these
+    sets (a published command still runs on its own).
     """
-    if not source.is_dir():
-        print(f"WARNING lid.rows_from: no LID cache {source}; every row is computed")
-        return []
     with_lidl = ("id_test", *(n for n in chosen if n.startswith("ood/")))
     wanted = [(n, "") for n in chosen] + [(n, "lidl_") for n in with_lidl]
-    copied = []
+    if not any(io.rows_key_file(rows_file(source, *w)).exists() for w in wanted):
+        print(f"WARNING lid.rows_from: no LID cache of these sets in {source}; every "
+              "row is computed")  # fmt: skip
+        return []
+    copied, record = [], _seeded(out)
     for name, prefix in wanted:
         file, target = rows_file(source, name, prefix), rows_file(out, name, prefix)
         if file.resolve() == target.resolve():
             continue  # rows_from names this run itself
         hashes = io.row_hashes(chosen[name])
-        if file.exists():
-            rows = io.saved_rows(file, key, hashes)
-        else:
-            shipped_key, shipped = lid_rows.load(source, file.stem)
-            same = shipped_key == io.as_json(key)
-            rows = io.matching_rows(shipped, hashes) if same else None
-        count = min(len(next(iter(rows.values()))), len(hashes)) if rows else 0
-        if count > _matching_rows(target, key, hashes):
-            io.write_rows(target, key, rows, hashes[:count])
+        shipped = not file.exists()
+        rows = (lid_rows.saved_rows if shipped else io.saved_rows)(file, key, hashes)
+        own = io.saved_rows(target, key, hashes) or {}
+        start, count = io.row_count(own), min(io.row_count(rows or {}), len(hashes))
+        if count > start:
+            io.write_rows(target, key, {k: np.concatenate(
+                [own.get(k, v[:0])[:start], v[start:count]]) for k, v in rows.items()},
+                hashes[:count])  # fmt: skip
             copied.append(target.stem)
+            record.setdefault(target.stem, []).append(
+                {"from": _shown(source), "rows": [start, count], "rounded": shipped}
+            )
+    if copied:
+        io.write_json(out / "seeded.json", record)
     return copied
 
 
-def _matching_rows(file: Path, key: dict, hashes: np.ndarray) -> int:
-    """How many rows of ``file`` this run would take as its own (``io.saved_rows``)."""
-    done = io.saved_rows(file, key, hashes)
-    return len(next(iter(done.values()))) if done else 0
+def _seeded(out: Path) -> dict:
+    """What :func:`seed_rows` copied into ``out`` so far: file stem -> copies."""
+    file = out / "seeded.json"
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def _shown(path: Path) -> str:  # relative to the repository where it is inside
+    path = path.resolve()
+    return str(path.relative_to(configured.ROOT) if path.is_relative_to(configured.ROOT)
+               else path)  # fmt: skip
 
 
 def rows_key(training: dict) -> dict:  # what cached rows belong to: the ID model

@@ -14,16 +14,17 @@ from it as from a run folder: the rows of the same ID model and the same images 
 taken, the others computed.
 
 Layout, for each cached file ``<stem>.npz`` of the run: ``<stem>.key.json`` (the ID
-model the rows belong to) and parts ``<stem>.<first row, 5 digits>.npz`` that are
+model the rows belong to) and parts ``<stem>.<first row, zero-padded>.npz`` that are
 only ever added: shipping a run that got further writes one more part, and git
 stores each row once. The singular values (descending, as SVDs return them) are
 stored as log σ in steps of 2⁻¹⁴: the first of each row and the gaps between
 neighbours, split into byte planes that deflate compresses well: about 1.1 kB per
-image of 1,024 values instead of 4 kB, each log σ within 2⁻¹⁵ of its float32
-value. A row with a NaN (no finite Jacobian) comes back all NaN, as the pipeline
-drops it; σ = 0 comes back as 0. The other fields (log p, LIDL curves) are kept
-as they are. The row of an image that repeats an earlier one (5,000 constant images
-hold at most 256 grey levels) is stored as the index of that row.
+image of 1,024 values instead of 4 kB, each log σ within 2⁻¹⁵ of its float32 value
+and float32 rounding again (3.1e-5 in all; σ below float32's normal range, 1e-38,
+loses more). A row with a NaN (no finite Jacobian) comes back all NaN, as the
+pipeline drops it; σ = 0 comes back as 0. The other fields (log p, LIDL curves) are
+kept as they are. The row of an image that repeats an earlier one (5,000 constant
+images hold at most 256 grey levels) is stored as the index of that row.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from jaxood import io
 
 STEP = 2.0**-14  # of log σ
 LIMIT = 128.0  # |log σ| stored: every finite float32 σ; 0 and inf are clipped
+PLANES = 3  # bytes per gap: gaps stay below 2 * LIMIT / STEP = 2^22 steps
+SPECTRUM = "s"  # the field encoded; the others are stored as they are
 FIRST, GAPS, MISSING = "log_s_first", "log_s_gaps", "s_missing"
 COPY_OF = "copy_of"  # a row of the same input as an earlier row is stored once
-SPECTRUM, PLANES = "s", 3  # a gap below 2^24 steps (2 * LIMIT / STEP = 2^22)
 
 
 def encode(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -85,7 +87,9 @@ def decode(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _parts(folder: Path, stem: str) -> list[Path]:
-    return sorted(folder.glob(f"{stem}.[0-9][0-9][0-9][0-9][0-9].npz"))
+    """The parts of ``stem`` in ``folder``, in the order of their first rows."""
+    numbered = [(p.suffixes[-2][1:], p) for p in folder.glob(f"{stem}.*.npz")]
+    return [p for n, p in sorted((int(n), p) for n, p in numbered if n.isdigit())]
 
 
 def load(folder: Path, stem: str) -> tuple[dict | None, dict[str, np.ndarray]]:
@@ -117,9 +121,17 @@ def load(folder: Path, stem: str) -> tuple[dict | None, dict[str, np.ndarray]]:
     return json.loads(key_file.read_text()), rows | {io.INPUTS_FIELD: inputs}
 
 
+def saved_rows(path: Path, key: dict, hashes: np.ndarray) -> dict | None:
+    """:func:`jaxood.io.saved_rows` for a shipped copy of the cache file ``path``
+    (its parts in ``path.parent``): ``{}`` when none are shipped for ``key``, None
+    when they are of other inputs."""
+    held_key, held = load(path.parent, path.stem)
+    return io.matching_rows(held, hashes) if held_key == io.as_json(key) else {}
+
+
 def ship(lid_dir: Path, dest: Path) -> list[Path]:
-    """Adds to ``dest`` the cached rows of the run folder ``lid_dir`` (``<workdir>/
-    lid``) that ``dest`` does not hold yet; returns the parts written.
+    """Adds to ``dest`` the cached rows of the run folder ``lid_dir``
+    (``<workdir>/lid``) that ``dest`` does not hold yet; returns the parts written.
 
     Raises:
         SystemExit: ``dest`` holds rows of another model or of other images under

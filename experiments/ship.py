@@ -84,6 +84,8 @@ def ship_lid_rows(run_lid: Path, target: Path) -> None:
         back = shipped[lid_rows.SPECTRUM][: len(own)]
         finite = ~np.isnan(own).any(axis=1)
         own, back = own[finite], back[finite]
+        if not len(own):
+            continue
         with np.errstate(divide="ignore", invalid="ignore"):
             gap = np.nan_to_num(np.abs(np.log(own / back)), nan=0.0).max(initial=0.0)
         changed = np.asarray(lid.threshold_lid(own, SWEEP)) != np.asarray(

@@ -119,8 +119,9 @@ def first_occurrences(hashes: np.ndarray) -> np.ndarray:
     """For each row, the index of the first row with the same hash (its own when
     it is the first)."""
     first: dict[int, int] = {}
-    return np.array([first.setdefault(h, i) for i, h in enumerate(hashes.tolist())],
-                    np.int64).reshape(len(hashes))  # fmt: skip
+    return np.array(
+        [first.setdefault(h, i) for i, h in enumerate(hashes.tolist())], np.int64
+    )
 
 
 def rows_key_file(path: Path) -> Path:
@@ -152,10 +153,16 @@ def matching_rows(saved: dict[str, np.ndarray], hashes: np.ndarray) -> dict | No
     return done
 
 
+def row_count(rows: dict[str, np.ndarray]) -> int:
+    """How many rows ``{name: rows}`` holds (0 when empty)."""
+    return len(next(iter(rows.values()), ()))
+
+
 def write_rows(path: Path, key: dict, rows: dict, hashes: np.ndarray) -> None:
     """Writes ``rows`` as :func:`resumable_rows` saves them: the first
-    ``len(hashes)`` of each name beside the hashes of their inputs, through a
-    temporary file, then ``key`` (uncompressed: a running job rewrites it often)."""
+    ``len(hashes)`` of each name beside the hashes of their inputs, in an
+    uncompressed .npz (a running job rewrites it often) through a temporary file,
+    then ``key``."""
     count = len(hashes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
@@ -194,7 +201,7 @@ def resumable_rows(
     if done is None:
         print(f"{path}: rows of other inputs, recomputed.")
         done = {}
-    start, n = (len(next(iter(done.values()))) if done else 0), len(inputs)
+    start, n = row_count(done), len(inputs)
     if start >= n:
         return {k: v[:n] for k, v in done.items()}
     # Identical inputs are computed once (5,000 constant images hold at most 256

@@ -1,5 +1,8 @@
 """Shipped copies of LID rows: what comes back, and how a copy grows."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -41,32 +44,42 @@ def test_round_trip_is_within_half_a_step_of_log_sigma():
 
 
 def cache(folder, name, images, key=KEY, prefix=""):
-    """Rows as the pipeline caches them, the spectrum a function of the image."""
+    """Rows as the pipeline caches them, each a function of its own image: a
+    spectrum and log p, or LIDL curves (``prefix="lidl_"``); an image of NaNs has
+    no finite spectrum."""
 
     def rows(x):
-        s = np.concatenate([spectra(1, seed=int(image.sum())) for image in x])
-        return {"s": s, "log_p": x.sum(1)}
+        if prefix:
+            return {"lidl": np.stack([np.full(3, image.sum()) for image in x])}
+        s = np.concatenate([spectra(1, seed=int(np.nansum(i))) for i in x])
+        s[np.isnan(x).any(axis=1)] = np.nan
+        return {"s": s, "log_p": np.nansum(x, axis=1)}
 
     file = lid_pipeline.rows_file(folder, name, prefix)
     io.resumable_rows(file, key, rows, images, batch_size=2)
 
 
+def shipped_from(run, shipped):
+    ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])
+
+
 def test_shipping_adds_only_new_rows_and_a_run_starts_from_them(tmp_path, capsys):
     run, shipped, out = tmp_path / "run", tmp_path / "shipped", tmp_path / "out" / "lid"
-    out.mkdir(parents=True)
     images = np.arange(60.0).reshape(10, 6)
     images[[6, 8]] = images[[1, 5]]  # repeats of a row in an earlier / the same part
+    images[7] = np.nan  # no finite Jacobian
     cache(run / "lid", "id_test", images[:4])
-    ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])
+    shipped_from(run, shipped)
     cache(run / "lid", "id_test", images)  # the run got further
     cache(run / "lid", "id_test", images[:3], prefix="lidl_")
-    ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])
-    ship.main(["--run", str(run), "--to", str(shipped), "--lid-rows"])  # nothing new
+    shipped_from(run, shipped)
+    shipped_from(run, shipped)  # nothing new: no part
     parts = sorted(p.name for p in shipped.glob("*.npz"))
     assert parts == ["id_test.00000.npz", "id_test.00004.npz", "lidl_id_test.00000.npz"]
     printed = capsys.readouterr().out
     assert "id_test.00004.npz: " in printed and "MB" in printed
-    assert "id_test: 10 rows with a spectrum; log σ within 3.1e-05" in printed
+    gap = re.search(r"id_test: 9 rows with a spectrum; log σ within (\S+) ", printed)
+    assert 0 < float(gap[1]) <= lid_rows.STEP / 2 + 1e-6
 
     second = np.load(shipped / "id_test.00004.npz")
     assert len(second[lid_rows.FIRST]) == 4  # rows 4, 5, 7, 9: the repeats are indices
@@ -74,32 +87,60 @@ def test_shipping_adds_only_new_rows_and_a_run_starts_from_them(tmp_path, capsys
     assert key == KEY
     cached = dict(np.load(lid_pipeline.rows_file(run / "lid", "id_test")))
     np.testing.assert_array_equal(rows[io.INPUTS_FIELD], cached[io.INPUTS_FIELD])
+    np.testing.assert_array_equal(rows["log_p"], cached["log_p"])
     np.testing.assert_allclose(rows["s"], cached["s"], rtol=lid_rows.STEP)
+    assert np.isnan(rows["s"][7]).all()
+    _, lidl = lid_rows.load(shipped, "lidl_id_test")  # no spectrum: stored as it is
+    np.testing.assert_array_equal(
+        lidl["lidl"], np.load(run / "lid" / "lidl_id_test.npz")["lidl"]
+    )
 
     chosen = {"id_test": images[:8]}
+    cache(out, "id_test", images[:2])  # the run's own rows: kept, not replaced
+    own = np.load(lid_pipeline.rows_file(out, "id_test"))["s"]
     assert lid_pipeline.seed_rows(out, shipped, chosen, KEY) == [
         "id_test", "lidl_id_test"]  # fmt: skip
+    seeded = json.loads((out / "seeded.json").read_text())
+    assert seeded["id_test"] == [
+        {"from": str(shipped), "rows": [2, 8], "rounded": True}
+    ]
 
     def no_rows(x):
         raise AssertionError("a shipped row was computed again")
 
     file = lid_pipeline.rows_file(out, "id_test")
+    assert len(np.load(file)["s"]) == 8  # this run's count, not the copy's 10
     got = io.resumable_rows(file, KEY, no_rows, images[:8], batch_size=2)
+    np.testing.assert_array_equal(got["s"][:2], own)
     np.testing.assert_allclose(got["s"], cached["s"][:8], rtol=lid_rows.STEP)
     assert got["s"].dtype == np.float32
     other = KEY | {"steps": 4}  # rows of another ID model are not taken
     assert lid_pipeline.seed_rows(tmp_path / "x", shipped, chosen, other) == []
 
 
+def test_a_part_of_repeats_alone_is_a_part(tmp_path):
+    images = np.zeros((6, 4))
+    images[:3] = np.arange(3.0)[:, None]  # 6 constant images, 3 grey levels
+    cache(tmp_path / "run" / "lid", "id_test", images[:3])
+    shipped_from(tmp_path / "run", tmp_path / "shipped")
+    cache(tmp_path / "run" / "lid", "id_test", images)  # rows 3-5 repeat row 0
+    shipped_from(tmp_path / "run", tmp_path / "shipped")
+    assert len(np.load(tmp_path / "shipped" / "id_test.00003.npz")[lid_rows.FIRST]) == 0
+    _, rows = lid_rows.load(tmp_path / "shipped", "id_test")
+    np.testing.assert_array_equal(rows["s"][3:], rows["s"][[0, 0, 0]])
+
+
 def test_a_copy_refuses_other_rows_and_a_missing_part(tmp_path):
     images, shipped = np.arange(60.0).reshape(10, 6), tmp_path / "shipped"
     cache(tmp_path / "a" / "lid", "id_test", images)
     cache(tmp_path / "b" / "lid", "id_test", images[::-1])  # other images
+    cache(tmp_path / "c" / "lid", "id_test", images, key=KEY | {"steps": 4})
     lid_rows.ship(tmp_path / "a" / "lid", shipped)
-    with pytest.raises(SystemExit, match="of another model or of other images"):
-        lid_rows.ship(tmp_path / "b" / "lid", shipped)
+    for other in ("b", "c"):  # other images, another model
+        with pytest.raises(SystemExit, match="of another model or of other images"):
+            lid_rows.ship(tmp_path / other / "lid", shipped)
     with pytest.raises(SystemExit, match="no LID rows"):
-        ship.main(["--run", str(tmp_path / "c"), "--to", str(shipped), "--lid-rows"])
+        ship.main(["--run", str(tmp_path / "d"), "--to", str(shipped), "--lid-rows"])
     (shipped / "id_test.00000.npz").rename(shipped / "id_test.00002.npz")
     with pytest.raises(ValueError, match="a part is missing"):
         lid_rows.load(shipped, "id_test")
