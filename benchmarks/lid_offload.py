@@ -23,6 +23,7 @@ its throughput to ``ROWS/throughput.json`` (``merge`` keeps it, with the device,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pickle
 import time
@@ -161,6 +162,14 @@ def compute(bundle: Path, rows: Path, budget_s: float, batch_size: int,
     print(report, flush=True)
 
 
+def rows_of(got: dict[str, np.ndarray], images: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of ``images`` among the computed rows ``got`` (found by the hash of
+    each image: the cache asks for an image that repeats an earlier one only once)."""
+    where = {h: i for i, h in enumerate(got["checksum"].tolist())}
+    index = [where[h] for h in io.row_hashes(images).tolist()]
+    return {"s": got["s"][index], "log_p": got["log_p"][index]}
+
+
 def merge(rows: Path, argv: list[str]) -> None:
     """Appends each rows file to the run's cache, refusing rows of other images."""
     config, workdir, sets, pipeline = _run(argv)
@@ -176,10 +185,7 @@ def merge(rows: Path, argv: list[str]) -> None:
         if len(_cached(file, key, images).get("s", [])) != start:
             raise SystemExit(f"{file}: the cache no longer ends at row {start}")
 
-        def fn(batch, got=got, n=n):
-            assert len(batch) == n
-            return {"s": got["s"], "log_p": got["log_p"]}
-
+        fn = functools.partial(rows_of, got)
         io.resumable_rows(file, key, fn, images, n, name, save_every=0)
         print(f"{name}: rows {start}–{start + n} merged into {file}")
     results = HERE / "results" / "lid_offload.json"  # one entry per call

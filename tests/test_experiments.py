@@ -491,6 +491,26 @@ def test_a_run_of_the_same_model_starts_from_anothers_spectra(
     assert a["pairs"] == b["pairs"] and a["counts"] == b["counts"]
 
 
+def test_offloaded_rows_are_found_by_image_and_repeats_are_asked_once(tmp_path):
+    from benchmarks.lid_offload import rows_of
+    from jaxood import io
+
+    images = np.repeat(np.arange(3, dtype=np.uint8), 4).reshape(6, 2)  # 3 distinct
+    grey = images[:, 0].astype(float)
+    got = {"checksum": io.row_hashes(images), "s": np.stack([grey, grey], axis=1),
+           "log_p": -2 * grey}  # fmt: skip
+    asked = []
+
+    def merged(batch):
+        asked.append(len(batch))
+        return rows_of(got, batch)
+
+    rows = io.resumable_rows(tmp_path / "rows.npz", {}, merged, images, 6)
+    assert asked == [3]
+    np.testing.assert_array_equal(rows["log_p"], [0, 0, -2, -2, -4, -4])
+    np.testing.assert_array_equal(rows_of(got, images[[4, 1]])["log_p"], [-4, 0])
+
+
 def test_each_offloaded_call_keeps_its_own_entry():
     """Two calls for one run directory recheck the same reference images; both
     entries stay, so the table shows how much the accelerator varies between calls."""
